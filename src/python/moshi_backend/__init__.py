@@ -1,0 +1,1 @@
+"""Moshi-protocol speech-to-speech server (aiohttp, port 8998)."""

@@ -1,0 +1,41 @@
+"""Typed configuration of the backend, read from the environment variables of the architecture."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EngineName(str, Enum):
+    AUTO = "auto"
+    PERSONAPLEX = "personaplex"
+    MOSHI = "moshi"
+    LOOPBACK = "loopback"
+
+
+class BackendSettings(BaseSettings):
+    """One object per process, built in main(); never at import time."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    moshi_host: str = Field(default="127.0.0.1", min_length=1)
+    moshi_port: int = Field(default=8998, ge=1, le=65535)
+    moshi_engine: EngineName = EngineName.AUTO
+    moshi_use_ssl: bool = False
+    moshi_ssl_dir: Path = Path("certs")
+    moshi_cpu_offload: bool = False
+    moshi_loopback_delay_ms: int = Field(default=0, ge=0, le=10_000)
+    otel_exporter_otlp_endpoint: str | None = None
+    hf_token: SecretStr | None = None
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _endpoint_is_http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value

@@ -1,0 +1,1 @@
+"""Brings the stack up: the Python replacement for the Aspire AppHost."""
