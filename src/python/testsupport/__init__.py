@@ -1,0 +1,1 @@
+"""Fixtures shared by the tests of every service: gates on real Docker and Chromium, base images."""
