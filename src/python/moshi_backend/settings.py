@@ -28,6 +28,8 @@ class BackendSettings(BaseSettings):
     moshi_ssl_dir: Path = Path("certs")
     moshi_cpu_offload: bool = False
     moshi_loopback_delay_ms: int = Field(default=0, ge=0, le=10_000)
+    # Conversations served at once; unset means the engine's own default (1 for model engines).
+    moshi_max_sessions: int | None = Field(default=None, ge=1, le=1024)
     otel_exporter_otlp_endpoint: str | None = None
     hf_token: SecretStr | None = None
 

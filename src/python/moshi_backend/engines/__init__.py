@@ -1,0 +1,1 @@
+"""Engine implementations and the choice between them."""

@@ -1,0 +1,124 @@
+"""The backend command line; every flag can also be set by an environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from moshi_backend.engine import EngineError
+from moshi_backend.engines.registry import create_engine
+from moshi_backend.server import ChatServer
+from moshi_backend.settings import BackendSettings, EngineName
+from moshi_backend.tls import server_ssl_context
+
+log = logging.getLogger("moshi_backend")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moshi-backend",
+        description="Moshi-protocol speech-to-speech server. Flags override the environment.",
+    )
+    add = parser.add_argument
+    add("--host", dest="moshi_host", help="address to bind (MOSHI_HOST, default 127.0.0.1)")
+    add("--port", dest="moshi_port", type=int, help="port (MOSHI_PORT, default 8998)")
+    add(
+        "--engine",
+        dest="moshi_engine",
+        choices=[e.value for e in EngineName],
+        help="MOSHI_ENGINE, default auto",
+    )
+    add(
+        "--ssl",
+        dest="moshi_use_ssl",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve HTTPS/WSS (MOSHI_USE_SSL)",
+    )
+    add("--ssl-dir", dest="moshi_ssl_dir", type=Path, help="cert.pem/key.pem (MOSHI_SSL_DIR)")
+    add("--max-sessions", dest="moshi_max_sessions", type=int, help="MOSHI_MAX_SESSIONS")
+    add(
+        "--loopback-delay-ms",
+        dest="moshi_loopback_delay_ms",
+        type=int,
+        help="MOSHI_LOOPBACK_DELAY_MS, default 0",
+    )
+    add("--otel-endpoint", dest="otel_exporter_otlp_endpoint", help="OTEL_EXPORTER_OTLP_ENDPOINT")
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None) -> BackendSettings:
+    args = _parser().parse_args(argv)
+    overrides = {name: value for name, value in vars(args).items() if value is not None}
+    # Init arguments take precedence over the environment in pydantic-settings.
+    return BackendSettings(**overrides)
+
+
+async def serve(settings: BackendSettings, stop: asyncio.Event) -> None:
+    engine = create_engine(settings)
+    server = ChatServer(engine)
+    app = web.Application()
+    app.add_routes(server.routes())
+    ssl_context = None
+    if settings.moshi_use_ssl:
+        ssl_context = server_ssl_context(settings.moshi_ssl_dir, settings.moshi_host)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, settings.moshi_host, settings.moshi_port, ssl_context=ssl_context
+        )
+        await site.start()
+        scheme = "https" if ssl_context else "http"
+        info = engine.info
+        log.warning(
+            "engine %s%s (model %s, device %s); listening on %s://%s:%d",
+            info.name.upper(),
+            " [DEVELOPMENT, no model]" if info.development else "",
+            info.model,
+            info.device,
+            scheme,
+            settings.moshi_host,
+            settings.moshi_port,
+        )
+        loading = asyncio.create_task(server.load())
+        await stop.wait()
+        loading.cancel()
+    finally:
+        await runner.cleanup()
+        server.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings(argv)
+    except ValidationError as error:
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"]).upper()
+            print(f"moshi-backend: invalid {field}: {problem['msg']}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(run())
+    except (EngineError, OSError) as error:
+        print(f"moshi-backend: {error}", file=sys.stderr)
+        return 1
+    return 0

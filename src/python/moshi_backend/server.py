@@ -1,0 +1,206 @@
+"""The server's state: the engine, its load status, session admission and the HTTP routes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from aiohttp import web
+
+from moshi_backend.engine import Engine, EngineError
+from moshi_backend.metrics import ServerMetrics
+from moshi_backend.session import ChatSession, ClientGone
+from moshi_protocol.messages import (
+    MAX_MESSAGE_BYTES,
+    CloseCode,
+    MessageKind,
+    ProtocolError,
+    encode,
+)
+from moshi_protocol.params import parse_chat_params
+
+log = logging.getLogger(__name__)
+
+
+class Status(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    # 4 frames = 320 ms of audio may wait for the engine before the oldest is dropped.
+    max_pending_frames: int = 4
+    send_timeout_s: float = 5.0
+    session_start_timeout_s: float = 120.0
+    # Pings find clients that vanished without a close (TCP reset, lost network).
+    heartbeat_s: float = 10.0
+    # Above our own limit the server still answers with 0x05; above this one the WebSocket layer
+    # closes with 1009 before the message is read whole.
+    transport_max_message_bytes: int = 16 * MAX_MESSAGE_BYTES
+
+
+class ChatServer:
+    def __init__(
+        self,
+        engine: Engine,
+        options: ServerOptions | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.engine = engine
+        self.options = options or ServerOptions()
+        self.metrics = ServerMetrics()
+        info = engine.info
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=info.capacity + 1, thread_name_prefix=f"engine-{info.name}"
+        )
+        self._status = Status.LOADING
+        self._progress = 0.0
+        self._error: str | None = None
+        self._active = 0
+        self._session_ids = itertools.count(1)
+        self.metrics.sessions_capacity.set(info.capacity)
+
+    @property
+    def active_sessions(self) -> int:
+        return self._active
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/health", self.health),
+            web.get("/api/voices", self.voices),
+            web.get("/metrics", self.prometheus),
+            web.get("/api/chat", self.chat),
+        ]
+
+    async def load(self) -> None:
+        """Load the engine off the loop; /health reports progress meanwhile."""
+        loop = asyncio.get_running_loop()
+
+        def progress(fraction: float) -> None:  # called from the loading thread
+            self._progress = min(max(fraction, 0.0), 1.0)
+
+        try:
+            await loop.run_in_executor(self._executor, self.engine.load, progress)
+        except Exception as error:  # any failure must show in /health, not kill the server
+            self._status, self._error = Status.ERROR, f"{type(error).__name__}: {error}"
+            log.error("engine %s failed to load: %s", self.engine.info.name, self._error)
+            return
+        self._status, self._progress = Status.READY, 1.0
+        log.info("engine %s ready", self.engine.info.name)
+
+    def health_document(self) -> dict[str, Any]:
+        info = self.engine.info
+        return {
+            "status": self._status.value,
+            "engine": info.name,
+            "model": info.model,
+            "device": info.device,
+            "development": info.development,
+            "progress": round(self._progress, 4),
+            "sessions": {"active": self._active, "capacity": info.capacity},
+            "error": self._error,
+        }
+
+    async def health(self, request: web.Request) -> web.Response:
+        status = 200 if self._status is Status.READY else 503
+        return web.json_response(self.health_document(), status=status)
+
+    async def voices(self, request: web.Request) -> web.Response:
+        return web.json_response({"voices": list(self.engine.info.voices)})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=self.options.heartbeat_s,
+            max_msg_size=self.options.transport_max_message_bytes,
+        )
+        if not ws.can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="/api/chat is a WebSocket endpoint: upgrade expected")
+        await ws.prepare(request)
+        label = f"session-{next(self._session_ids)}"
+        try:
+            await self._converse(ws, request, label)
+            self.metrics.sessions.labels("completed").inc()
+        except ProtocolError as error:
+            outcome = "busy" if error.close_code is CloseCode.TRY_AGAIN_LATER else "rejected"
+            self.metrics.sessions.labels(outcome).inc()
+            log.info("%s: %s", label, error.reason)
+            await self._close_with_error(ws, error.reason, error.close_code)
+        except ClientGone as error:
+            self.metrics.sessions.labels("client_gone").inc()
+            log.info("%s: client gone (%s)", label, error)
+        except (EngineError, TimeoutError) as error:
+            self.metrics.sessions.labels("error").inc()
+            log.error("%s: engine failure: %s", label, error)
+            await self._close_with_error(ws, f"engine error: {error}", CloseCode.INTERNAL_ERROR)
+        finally:
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _converse(self, ws: web.WebSocketResponse, request: web.Request, label: str) -> None:
+        info = self.engine.info
+        params = parse_chat_params(request.query, info.voices)
+        if self._status is not Status.READY:
+            reason = self._error or f"loading ({self._progress:.0%}); try again shortly"
+            raise ProtocolError(f"not ready: {reason}", CloseCode.TRY_AGAIN_LATER)
+        if self._active >= info.capacity:
+            raise ProtocolError(
+                f"busy: all {info.capacity} conversation slot(s) are in use; try again later",
+                CloseCode.TRY_AGAIN_LATER,
+            )
+        self._active += 1
+        self.metrics.sessions_active.set(self._active)
+        loop = asyncio.get_running_loop()
+        log.info(
+            "%s: start (voice %s, %d/%d)", label, params.voice_prompt, self._active, info.capacity
+        )
+        try:
+            engine_session = await asyncio.wait_for(
+                loop.run_in_executor(self._executor, self.engine.start_session, params),
+                self.options.session_start_timeout_s,
+            )
+            try:
+                session = ChatSession(
+                    ws,
+                    engine_session,
+                    self.metrics,
+                    self._executor,
+                    max_pending_frames=self.options.max_pending_frames,
+                    send_timeout_s=self.options.send_timeout_s,
+                    label=label,
+                )
+                await session.send(MessageKind.HANDSHAKE)
+                await session.run()
+            finally:
+                await loop.run_in_executor(self._executor, engine_session.close)
+        finally:
+            self._active -= 1
+            self.metrics.sessions_active.set(self._active)
+            log.info("%s: end", label)
+
+    async def _close_with_error(
+        self, ws: web.WebSocketResponse, reason: str, code: CloseCode
+    ) -> None:
+        if ws.closed:
+            return
+        try:
+            await asyncio.wait_for(
+                ws.send_bytes(encode(MessageKind.ERROR, reason)), self.options.send_timeout_s
+            )
+            # A close reason is at most 123 bytes; the 0x05 message carries the whole text.
+            await ws.close(code=code, message=reason.encode("utf-8")[:120])
+        except (TimeoutError, ConnectionError):
+            log.info("could not deliver error %r: client gone", reason)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,284 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import numpy as np
+import pytest
+
+from moshi_backend.engine import ProgressCallback, StepResult
+from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
+from moshi_backend.server import ServerOptions
+from moshi_backend.testing import RunningBackend, ogg_pages, running_backend, tone
+from moshi_protocol.client import ChatClient, ChatClosed
+from moshi_protocol.messages import MAX_MESSAGE_BYTES, CloseCode, MessageKind, encode
+from moshi_protocol.opus import OpusFrameDecoder, Pcm
+from moshi_protocol.params import ChatParams
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[RunningBackend]:
+    async with running_backend(LoopbackEngine(delay_ms=0, capacity=2)) as running:
+        yield running
+
+
+async def test_health_voices_and_metrics(backend: RunningBackend) -> None:
+    status, health = await backend.get_json("/health")
+    assert status == 200
+    assert health["status"] == "ready" and health["engine"] == "loopback"
+    assert health["development"] is True
+    assert health["sessions"] == {"active": 0, "capacity": 2}
+    status, voices = await backend.get_json("/api/voices")
+    assert status == 200 and len(voices["voices"]) == 18  # type: ignore[arg-type]
+    async with aiohttp.ClientSession() as http, http.get(backend.base_url + "/metrics") as r:
+        text = await r.text()
+    for name in (
+        "moshi_sessions_active",
+        "moshi_frames_dropped_total",
+        "moshi_frame_processing_seconds_bucket",
+    ):
+        assert name in text
+
+
+async def test_echo_round_trip_with_real_opus(backend: RunningBackend) -> None:
+    sent = tone(1.6)
+    async with ChatClient.connect(backend.chat_url, {"voice_prompt": "NATM1.pt"}) as client:
+        await client.handshake()
+        opening = await client.receive()
+        assert opening.kind is MessageKind.TEXT and "development" in opening.text
+        for page in ogg_pages(sent):  # at the pace of a live microphone
+            await client.send_audio(page)
+            await asyncio.sleep(0.08)
+        decoder, received = OpusFrameDecoder(), list[Pcm]()
+        while sum(f.size for f in received) < sent.size - 4 * 1920:
+            message = await client.receive(timeout_s=10)
+            if message.kind is MessageKind.AUDIO:
+                received += decoder.feed(message.payload)
+    echoed = np.concatenate(received)
+    rms = float(np.sqrt(np.mean(echoed[1920:] ** 2)))
+    assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.2)
+    await backend.wait_idle()
+
+
+async def test_capacity_gives_busy_then_frees_the_slot_on_disconnect() -> None:
+    async with running_backend(LoopbackEngine(capacity=1)) as backend:
+        async with ChatClient.connect(backend.chat_url) as first:
+            await first.handshake()
+            async with ChatClient.connect(backend.chat_url) as second:
+                started = time.monotonic()
+                with pytest.raises(ChatClosed) as refused:
+                    await second.handshake()
+                assert time.monotonic() - started < 5
+                assert refused.value.reason is not None and refused.value.reason.startswith("busy")
+                assert refused.value.close_code == CloseCode.TRY_AGAIN_LATER
+        await backend.wait_idle()
+        async with ChatClient.connect(backend.chat_url) as third:
+            await third.handshake()
+
+
+class _SlowLoad(LoopbackEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def load(self, progress: ProgressCallback) -> None:
+        progress(0.5)
+        if not self.release.wait(timeout=30):
+            raise TimeoutError("test never released the load")
+        progress(1.0)
+
+
+class _BrokenLoad(LoopbackEngine):
+    def load(self, progress: ProgressCallback) -> None:
+        raise RuntimeError("weights missing")
+
+
+async def test_health_is_503_with_progress_while_loading() -> None:
+    engine = _SlowLoad()
+    async with running_backend(engine, load=False) as backend:
+        loading = asyncio.create_task(backend.server.load())
+        async with asyncio.timeout(10):
+            while (await backend.get_json("/health"))[1]["progress"] != 0.5:
+                await asyncio.sleep(0.02)
+        status, health = await backend.get_json("/health")
+        assert (status, health["status"]) == (503, "loading")
+        async with ChatClient.connect(backend.chat_url) as early:
+            closed = await early.closed_reason()
+        assert closed.reason is not None and closed.reason.startswith("not ready")
+        assert closed.close_code == CloseCode.TRY_AGAIN_LATER
+        engine.release.set()
+        await loading
+        assert (await backend.get_json("/health"))[0] == 200
+
+
+async def test_failed_load_reports_the_error() -> None:
+    async with running_backend(_BrokenLoad()) as backend:
+        status, health = await backend.get_json("/health")
+    assert (status, health["status"]) == (503, "error")
+    assert "weights missing" in str(health["error"])
+
+
+_OVER_LIMIT = encode(MessageKind.AUDIO, bytes(MAX_MESSAGE_BYTES + 10))
+
+
+@pytest.mark.parametrize(
+    ("send", "reason", "code"),
+    [
+        (b"\x7fhello", "unknown message kind 0x7f", CloseCode.POLICY_VIOLATION),
+        (b"", "empty message", CloseCode.POLICY_VIOLATION),
+        ("a text frame", "text WebSocket frames", CloseCode.UNSUPPORTED_DATA),
+        (
+            encode(MessageKind.AUDIO, b"not ogg at all" * 20),
+            "not an Ogg/Opus",
+            CloseCode.UNSUPPORTED_DATA,
+        ),
+        (_OVER_LIMIT, "over the 65536-byte limit", CloseCode.MESSAGE_TOO_BIG),
+        (encode(MessageKind.TEXT, "hi"), "sent by the server only", CloseCode.POLICY_VIOLATION),
+    ],
+)
+async def test_bad_messages_get_a_reason_and_the_server_stays_healthy(
+    backend: RunningBackend, send: bytes | str, reason: str, code: CloseCode
+) -> None:
+    async with ChatClient.connect(backend.chat_url) as client:
+        await client.handshake()
+        if isinstance(send, str):
+            await client.ws.send_str(send)
+        else:
+            await client.send_raw(send)
+        closed = await client.closed_reason()
+    assert closed.reason is not None and reason in closed.reason
+    assert closed.close_code == code
+    await _still_serves(backend)
+
+
+async def test_message_over_the_transport_limit_is_closed_with_1009(
+    backend: RunningBackend,
+) -> None:
+    async with ChatClient.connect(backend.chat_url) as client:
+        await client.handshake()
+        await client.send_raw(bytes([MessageKind.AUDIO]) + os.urandom(20 * MAX_MESSAGE_BYTES))
+        closed = await client.closed_reason()
+    assert closed.close_code == CloseCode.MESSAGE_TOO_BIG
+    await _still_serves(backend)
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ({"voice_prompt": "../../etc/passwd"}, "bad voice_prompt"),
+        ({"voice_prompt": "/etc/passwd"}, "bad voice_prompt"),
+        ({"voice_prompt": "NOBODY.pt"}, "unknown voice_prompt"),
+        ({"text_prompt": "x" * 5000}, "bad text_prompt"),
+        ({"seed": "twelve"}, "bad seed"),
+        ({"temperature": "-1"}, "bad temperature"),
+        ({"top_k": "100000"}, "bad top_k"),
+    ],
+)
+async def test_bad_parameters_are_refused_before_the_handshake(
+    backend: RunningBackend, query: dict[str, str], reason: str
+) -> None:
+    async with ChatClient.connect(backend.chat_url, query) as client:
+        closed = await client.closed_reason()
+    assert closed.reason is not None and reason in closed.reason
+    assert closed.close_code == CloseCode.POLICY_VIOLATION
+    await _still_serves(backend)
+
+
+async def test_plain_http_get_of_chat_is_400(backend: RunningBackend) -> None:
+    async with aiohttp.ClientSession() as http, http.get(backend.base_url + "/api/chat") as r:
+        assert r.status == 400
+        assert "WebSocket" in await r.text()
+
+
+class _SlowSession(LoopbackSession):
+    def step(self, frame: Pcm) -> StepResult:
+        time.sleep(0.2)  # an engine 2.5x slower than real time
+        return super().step(frame)
+
+
+class _SlowEngine(LoopbackEngine):
+    def start_session(self, params: ChatParams) -> LoopbackSession:
+        return _SlowSession(0, params)
+
+
+async def test_engine_behind_real_time_drops_oldest_input_instead_of_lagging() -> None:
+    options = ServerOptions(max_pending_frames=2)
+    async with running_backend(_SlowEngine(), options) as backend:
+        sent_frames = 25  # 2 s of audio, sent at once
+        async with ChatClient.connect(backend.chat_url) as client:
+            await client.handshake()
+            for page in ogg_pages(tone(sent_frames * 0.08)):
+                await client.send_audio(page)
+            audio_messages = 0
+            with pytest.raises(TimeoutError):
+                while True:  # until the server has nothing more to say
+                    if (await client.receive(timeout_s=2)).kind is MessageKind.AUDIO:
+                        audio_messages += 1
+        registry = backend.server.metrics.registry
+        dropped = registry.get_sample_value("moshi_frames_dropped_total") or 0
+        processed = registry.get_sample_value("moshi_frame_processing_seconds_count") or 0
+    assert dropped > 0
+    # Whatever was not dropped was processed; nothing queued without bound.
+    assert processed + dropped <= sent_frames
+    assert audio_messages <= sent_frames - dropped
+
+
+def _raw_upgrade(url: str) -> socket.socket:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /api/chat HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(4096)
+    assert b" 101 " in response.split(b"\r\n")[0]
+    return sock
+
+
+async def test_reset_in_the_middle_of_a_message_frees_the_session(backend: RunningBackend) -> None:
+    sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
+    async with asyncio.timeout(10):
+        while backend.server.active_sessions == 0:
+            await asyncio.sleep(0.02)
+    # Header of a masked 1000-byte binary frame, then 10 bytes of it, then a TCP reset.
+    sock.sendall(bytes([0x82, 0x80 | 126]) + struct.pack("!H", 1000) + os.urandom(4 + 10))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    await backend.wait_idle()
+    await _still_serves(backend)
+
+
+async def test_many_connect_disconnect_cycles_leak_nothing(backend: RunningBackend) -> None:
+    await _still_serves(backend)
+    tasks_before = len(asyncio.all_tasks())
+    for _ in range(40):
+        async with ChatClient.connect(backend.chat_url) as client:
+            await client.handshake()
+            await client.send_audio(ogg_pages(tone(0.24))[0])
+    await backend.wait_idle()
+    await asyncio.sleep(0.1)
+    assert len(asyncio.all_tasks()) <= tasks_before
+    status, health = await backend.get_json("/health")
+    assert status == 200 and health["sessions"] == {"active": 0, "capacity": 2}
+
+
+async def _still_serves(backend: RunningBackend) -> None:
+    await backend.wait_idle()
+    async with ChatClient.connect(backend.chat_url) as client:
+        await client.handshake()
+        for page in ogg_pages(tone(0.8)):
+            await client.send_audio(page)
+        while (await client.receive()).kind is not MessageKind.AUDIO:
+            pass

@@ -1,0 +1,147 @@
+"""One conversation on an open WebSocket: audio in, engine steps off the loop, audio out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+
+from aiohttp import WSMsgType, web
+
+from moshi_backend.engine import EngineSession, Pcm, StepResult
+from moshi_backend.metrics import ServerMetrics
+from moshi_protocol.messages import CloseCode, MessageKind, ProtocolError, decode, encode
+from moshi_protocol.opus import OpusEncoder, OpusFrameDecoder
+
+log = logging.getLogger(__name__)
+
+_IGNORED_FROM_CLIENT = {MessageKind.PING, MessageKind.CONTROL, MessageKind.METADATA}
+_DROP_LOG_INTERVAL_S = 1.0
+_IDLE_POLL_S = 1.0
+
+
+class ClientGone(Exception):
+    """The client stopped reading or vanished; nothing more can be sent to it."""
+
+
+class ChatSession:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        engine_session: EngineSession,
+        metrics: ServerMetrics,
+        executor: Executor,
+        *,
+        max_pending_frames: int,
+        send_timeout_s: float,
+        label: str,
+    ) -> None:
+        self._ws = ws
+        self._engine = engine_session
+        self._metrics = metrics
+        self._executor = executor
+        self._send_timeout_s = send_timeout_s
+        self._label = label
+        self._decoder = OpusFrameDecoder()
+        self._encoder = OpusEncoder()
+        # Bounded: when the engine falls behind, the oldest audio goes, so latency cannot grow.
+        self._pending: deque[Pcm] = deque()
+        self._max_pending = max_pending_frames
+        self._wakeup = asyncio.Event()
+        self._dropped = 0
+        self._dropped_logged_at = 0.0
+
+    @property
+    def dropped_frames(self) -> int:
+        return self._dropped
+
+    async def run(self) -> None:
+        """Returns when the client goes; raises ProtocolError on bad input."""
+        for piece in self._engine.opening_text:
+            await self.send(MessageKind.TEXT, piece)
+        receiver = asyncio.create_task(self._receive(), name=f"{self._label}-receive")
+        worker = asyncio.create_task(self._work(), name=f"{self._label}-work")
+        try:
+            done, _ = await asyncio.wait({receiver, worker}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raises ProtocolError / ClientGone
+        finally:
+            for task in (receiver, worker):
+                task.cancel()
+            await asyncio.gather(receiver, worker, return_exceptions=True)
+
+    async def send(self, kind: MessageKind, payload: bytes | str = b"") -> None:
+        if self._ws.closed:
+            raise ClientGone("socket closed")
+        try:
+            await asyncio.wait_for(self._ws.send_bytes(encode(kind, payload)), self._send_timeout_s)
+        except (TimeoutError, ConnectionError) as error:
+            raise ClientGone(f"send failed: {error!r}") from error
+
+    async def _receive(self) -> None:
+        while True:
+            message = await self._ws.receive()
+            if message.type == WSMsgType.BINARY:
+                self._handle(message.data)
+            elif message.type == WSMsgType.TEXT:
+                raise ProtocolError(
+                    "text WebSocket frames are not part of the protocol; send binary messages",
+                    CloseCode.UNSUPPORTED_DATA,
+                )
+            elif message.type == WSMsgType.ERROR:
+                raise ProtocolError(
+                    f"bad WebSocket message: {self._ws.exception()}", CloseCode.MESSAGE_TOO_BIG
+                )
+            else:  # CLOSE, CLOSING, CLOSED: the client went away
+                return
+
+    def _handle(self, data: bytes) -> None:
+        message = decode(data)
+        if message.kind is MessageKind.AUDIO:
+            for frame in self._decoder.feed(message.payload):
+                self._enqueue(frame)
+        elif message.kind not in _IGNORED_FROM_CLIENT:
+            raise ProtocolError(f"message kind {message.kind.name} is sent by the server only")
+
+    def _enqueue(self, frame: Pcm) -> None:
+        self._metrics.frames_in.inc()
+        if len(self._pending) >= self._max_pending:
+            self._pending.popleft()
+            self._dropped += 1
+            self._metrics.frames_dropped.inc()
+            now = time.monotonic()
+            if now - self._dropped_logged_at >= _DROP_LOG_INTERVAL_S:
+                self._dropped_logged_at = now
+                log.warning(
+                    "%s: engine behind real time, %d input frames dropped so far",
+                    self._label,
+                    self._dropped,
+                )
+        self._pending.append(frame)
+        self._wakeup.set()
+
+    def _compute(self, frame: Pcm) -> tuple[StepResult, bytes]:
+        result = self._engine.step(frame)
+        audio = self._encoder.encode(result.pcm) if result.pcm.size else b""
+        return result, audio
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), _IDLE_POLL_S)
+                except TimeoutError:
+                    continue
+            frame = self._pending.popleft()
+            started = time.perf_counter()
+            result, audio = await loop.run_in_executor(self._executor, self._compute, frame)
+            self._metrics.frame_seconds.observe(time.perf_counter() - started)
+            if audio:
+                await self.send(MessageKind.AUDIO, audio)
+                self._metrics.frames_out.inc()
+            for piece in result.text:
+                await self.send(MessageKind.TEXT, piece)

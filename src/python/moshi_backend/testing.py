@@ -1,0 +1,68 @@
+"""Helpers for tests of the backend and of its clients: a real server on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from moshi_backend.engine import Engine
+from moshi_backend.server import ChatServer, ServerOptions
+from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE
+from moshi_protocol.opus import OpusEncoder, Pcm
+
+
+@dataclass
+class RunningBackend:
+    server: ChatServer
+    base_url: str
+
+    @property
+    def chat_url(self) -> str:
+        return self.base_url.replace("http", "ws", 1) + "/api/chat"
+
+    async def get_json(self, path: str) -> tuple[int, dict[str, object]]:
+        async with aiohttp.ClientSession() as http, http.get(self.base_url + path) as response:
+            return response.status, await response.json()
+
+    async def wait_idle(self, timeout_s: float = 10.0) -> None:
+        """Until no session is active: disconnects must free their slot promptly."""
+        async with asyncio.timeout(timeout_s):
+            while self.server.active_sessions:
+                await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def running_backend(
+    engine: Engine, options: ServerOptions | None = None, *, load: bool = True
+) -> AsyncIterator[RunningBackend]:
+    server = ChatServer(engine, options)
+    app = web.Application()
+    app.add_routes(server.routes())
+    http_server = TestServer(app, host="127.0.0.1", port=0)
+    await http_server.start_server()
+    try:
+        if load:
+            await server.load()
+        yield RunningBackend(server, str(http_server.make_url("")).rstrip("/"))
+    finally:
+        await http_server.close()
+        server.shutdown()
+
+
+def tone(seconds: float, hz: float = 440.0, amplitude: float = 0.5) -> Pcm:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def ogg_pages(pcm: Pcm) -> list[bytes]:
+    """The Ogg/Opus pieces a streaming client sends, one per 80 ms frame that yields bytes."""
+    encoder = OpusEncoder()
+    pieces = (encoder.encode(frame) for frame in pcm.reshape(-1, FRAME_SAMPLES))
+    return [piece for piece in pieces if piece]
