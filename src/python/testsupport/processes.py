@@ -1,0 +1,98 @@
+"""Services under test as real processes: started, waited for, and always stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from ssl import SSLContext
+
+from testsupport.polling import GaveUp, http_status, wait_for
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def python_module_command(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    # Inside a Pants test the sources are on sys.path, not on PYTHONPATH: hand them down.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_http(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 60.0,
+        expect_status: int = 200,
+        ssl_context: SSLContext | None = None,
+    ) -> bytes:
+        """Body of url once it answers expect_status; GaveUp with the log otherwise."""
+
+        def probe() -> bytes | None:
+            if self.process.poll() is not None:
+                raise GaveUp(f"process exited {self.process.returncode}")
+            answer = http_status(url, ssl_context)
+            return answer[1] if answer and answer[0] == expect_status else None
+
+        return wait_for(
+            probe,
+            what=f"{url} answering {expect_status}",
+            timeout_s=timeout_s,
+            context=lambda: self.output()[-3000:],
+        )
+
+    def wait_exit(self, timeout_s: float = 30.0) -> int:
+        return self.process.wait(timeout=timeout_s)
+
+
+@contextmanager
+def service_process(
+    command: Sequence[str], env: Mapping[str, str] | None = None, stop_timeout_s: float = 10.0
+) -> Iterator[ServiceProcess]:
+    """Run command in its own process group; SIGTERM on exit, SIGKILL if it lingers."""
+    with tempfile.NamedTemporaryFile(prefix="service-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            list(command),
+            env=subprocess_env(env or {}),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield ServiceProcess(process, log_path)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=stop_timeout_s)
+        log_path.unlink(missing_ok=True)
