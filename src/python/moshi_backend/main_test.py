@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from testsupport.processes import (
+    free_port,
+    python_module_command,
+    service_process,
+    subprocess_env,
+)
+
+
+def _backend(*flags: str) -> list[str]:
+    return python_module_command("moshi_backend", *flags)
+
+
+def test_host_flag_really_binds_that_address() -> None:
+    port = free_port("127.0.0.2")
+    command = _backend("--engine", "loopback", "--host", "127.0.0.2", "--port", str(port))
+    with service_process(command) as backend:
+        health = json.loads(backend.wait_http(f"http://127.0.0.2:{port}/health"))
+        assert health["engine"] == "loopback" and health["status"] == "ready"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_auto_engine_says_loudly_that_it_is_the_loopback(tmp_path: Path) -> None:
+    port = free_port()
+    with service_process(_backend("--port", str(port)), env={"MOSHI_ENGINE": "auto"}) as backend:
+        health = json.loads(backend.wait_http(f"http://127.0.0.1:{port}/health"))
+        assert health["engine"] == "loopback" and health["development"] is True
+        log = backend.output()
+    assert "using the LOOPBACK development engine" in log
+    assert "engine LOOPBACK [DEVELOPMENT, no model]" in log
+
+
+def test_ssl_generates_a_self_signed_pair_and_serves_https(tmp_path: Path) -> None:
+    port = free_port()
+    certs = tmp_path / "certs"
+    command = _backend(
+        "--engine", "loopback", "--port", str(port), "--ssl", "--ssl-dir", str(certs)
+    )
+    with service_process(command) as backend:
+        unverified = ssl._create_unverified_context()  # the certificate is read after startup
+        backend.wait_http(f"https://127.0.0.1:{port}/health", ssl_context=unverified)
+        assert stat.S_IMODE((certs / "key.pem").stat().st_mode) == 0o600
+        context = ssl.create_default_context(cafile=str(certs / "cert.pem"))
+        backend.wait_http(f"https://127.0.0.1:{port}/health", ssl_context=context)
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "code", "message"),
+    [
+        (["--port", "0"], {}, 2, "invalid MOSHI_PORT"),
+        ([], {"MOSHI_LOOPBACK_DELAY_MS": "-5"}, 2, "invalid MOSHI_LOOPBACK_DELAY_MS"),
+        (["--engine", "personaplex"], {}, 1, "no personaplex engine yet"),
+        (["--engine", "gpt"], {}, 2, "invalid choice: 'gpt'"),
+    ],
+)
+def test_bad_configuration_is_one_clear_error(
+    flags: list[str], env: dict[str, str], code: int, message: str
+) -> None:
+    if "--port" not in flags:
+        flags = [*flags, "--port", str(free_port())]
+    result = subprocess.run(
+        _backend(*flags), capture_output=True, text=True, timeout=60, env=subprocess_env(env)
+    )
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
