@@ -10,10 +10,10 @@ from pathlib import Path
 import docker
 import pytest
 from docker.models.containers import Container
-from moshi_protocol.client import ChatClient
-from moshi_protocol.messages import MessageKind
 
 from moshi_backend.testing import ogg_pages, tone
+from moshi_protocol.client import ChatClient
+from moshi_protocol.messages import MessageKind
 from testsupport.docker_engine import TEST_LABEL
 from testsupport.polling import GaveUp, http_status, wait_for
 from testsupport.processes import free_port
