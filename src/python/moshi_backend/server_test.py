@@ -282,3 +282,17 @@ async def _still_serves(backend: RunningBackend) -> None:
             await client.send_audio(page)
         while (await client.receive()).kind is not MessageKind.AUDIO:
             pass
+
+
+async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
+    # No close frame, no reset, no pong: a laptop whose network went away.
+    options = ServerOptions(heartbeat_s=0.5)
+    async with running_backend(LoopbackEngine(), options) as backend:
+        sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
+        try:
+            async with asyncio.timeout(10):
+                while backend.server.active_sessions == 0:
+                    await asyncio.sleep(0.02)
+            await backend.wait_idle(timeout_s=10)
+        finally:
+            sock.close()
