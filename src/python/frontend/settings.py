@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,7 +20,20 @@ class FrontendSettings(BaseSettings):
     moshi_use_ssl: bool = False
     # Empty means: derived from MOSHI_HOST, MOSHI_PORT and MOSHI_USE_SSL.
     moshi_ws_url: str = ""
+    # Where this server reaches the backend (health, voices, proxy); empty: MOSHI_WS_URL's host.
+    moshi_backend_url: str = ""
+    # Browsers use /proxy/moshi instead of connecting directly (always so with MOSHI_USE_SSL).
+    moshi_proxy: bool = False
+    # Accept the backend's self-signed certificate in the proxy; only when explicitly asked.
+    moshi_trust_self_signed: bool = False
+    app_reload: bool = False
+    log_replay_events: int = Field(default=200, ge=0, le=10_000)
+    backend_poll_interval_s: float = Field(default=5.0, gt=0, le=300)
     otel_exporter_otlp_endpoint: str | None = None
+
+    @property
+    def use_proxy(self) -> bool:
+        return self.moshi_proxy or self.moshi_use_ssl
 
     @field_validator("moshi_ws_url")
     @classmethod
@@ -27,10 +42,28 @@ class FrontendSettings(BaseSettings):
             raise ValueError("must be a ws:// or wss:// URL")
         return value
 
+    @field_validator("moshi_backend_url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
     @model_validator(mode="after")
-    def _derive_ws_url(self) -> FrontendSettings:
+    def _derive_urls(self) -> FrontendSettings:
         if not self.moshi_ws_url:
             scheme = "wss" if self.moshi_use_ssl else "ws"
             url = f"{scheme}://{self.moshi_host}:{self.moshi_port}/api/chat"
             object.__setattr__(self, "moshi_ws_url", url)
+        if not self.moshi_backend_url:
+            parts = urlsplit(self.moshi_ws_url)
+            scheme = "https" if parts.scheme == "wss" else "http"
+            object.__setattr__(self, "moshi_backend_url", f"{scheme}://{parts.netloc}")
         return self
+
+    @property
+    def backend_chat_url(self) -> str:
+        """The backend's /api/chat as this server (the proxy) reaches it."""
+        parts = urlsplit(self.moshi_backend_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}/api/chat"

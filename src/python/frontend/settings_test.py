@@ -41,3 +41,16 @@ def test_rejects_bad_values(monkeypatch: pytest.MonkeyPatch, name: str, value: s
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
         FrontendSettings()
+
+
+def test_backend_url_follows_the_websocket_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOSHI_WS_URL", "wss://gpu-box:9443/api/chat")
+    settings = FrontendSettings()
+    assert settings.moshi_backend_url == "https://gpu-box:9443"
+    assert settings.backend_chat_url == "wss://gpu-box:9443/api/chat"
+
+
+def test_ssl_implies_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert FrontendSettings().use_proxy is False
+    monkeypatch.setenv("MOSHI_USE_SSL", "true")
+    assert FrontendSettings().use_proxy is True

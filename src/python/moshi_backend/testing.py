@@ -22,6 +22,11 @@ from moshi_protocol.opus import OpusEncoder, Pcm
 class RunningBackend:
     server: ChatServer
     base_url: str
+    http_server: TestServer
+
+    async def stop(self) -> None:
+        """Stop serving now, open conversations included (a crash or restart, as clients see it)."""
+        await self.http_server.close()
 
     @property
     def chat_url(self) -> str:
@@ -50,7 +55,7 @@ async def running_backend(
     try:
         if load:
             await server.load()
-        yield RunningBackend(server, str(http_server.make_url("")).rstrip("/"))
+        yield RunningBackend(server, str(http_server.make_url("")).rstrip("/"), http_server)
     finally:
         await http_server.close()
         server.shutdown()

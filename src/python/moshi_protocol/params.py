@@ -47,15 +47,18 @@ class ChatParams(BaseModel):
         return {name: str(value) for name, value in values.items()}
 
 
-def parse_chat_params(query: Mapping[str, str], voices: tuple[str, ...]) -> ChatParams:
-    """Validate a query string; ProtocolError naming the first bad parameter."""
+def parse_chat_params(query: Mapping[str, str], voices: tuple[str, ...] | None) -> ChatParams:
+    """Validate a query string; ProtocolError naming the first bad parameter.
+
+    voices=None checks only the form of voice_prompt (a relay that leaves the list to the server).
+    """
     try:
         params = ChatParams.model_validate(dict(query))
     except ValidationError as error:
         problem = error.errors()[0]
         name = ".".join(str(part) for part in problem["loc"]) or "query"
         raise ProtocolError(f"bad {name}: {problem['msg']}") from None
-    if params.voice_prompt not in voices:
+    if voices is not None and params.voice_prompt not in voices:
         raise ProtocolError(
             f"unknown voice_prompt {params.voice_prompt!r}; available: {', '.join(voices)}"
         )

@@ -1,0 +1,71 @@
+"""The FastAPI application: created by create_app(settings), nothing happens at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+
+from frontend.backend_probe import BackendProbe
+from frontend.events import EventHub, HubLogHandler
+from frontend.health_watch import watch_backend
+from frontend.routes import router
+from frontend.routes.pages import STATIC_DIR
+from frontend.settings import FrontendSettings
+from frontend.state import AppState
+
+
+class RevalidatingStaticFiles(StaticFiles):
+    """Assets keep their ETag/Last-Modified and are revalidated on every use (no stale UI)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_cache_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"cache-control", b"no-cache"))
+            await send(message)
+
+        await super().__call__(scope, receive, send_with_cache_header)
+
+
+def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastAPI:
+    hub = hub or EventHub(replay=settings.log_replay_events)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.bind(asyncio.get_running_loop())
+        handler = HubLogHandler(hub)
+        watched = [logging.getLogger(name) for name in ("frontend", "uvicorn.error")]
+        for logger in watched:
+            logger.addHandler(handler)
+            if logger.level == logging.NOTSET:
+                # /ws/logs shows INFO events whatever the process's root logging level is.
+                logger.setLevel(logging.INFO)
+        verify = not (
+            settings.moshi_trust_self_signed and settings.moshi_backend_url.startswith("https")
+        )
+        async with httpx.AsyncClient(verify=verify) as http:
+            probe = BackendProbe(settings.moshi_backend_url, http)
+            app.state.frontend = AppState(settings, hub, http, probe)
+            watcher = asyncio.create_task(watch_backend(probe, settings.backend_poll_interval_s))
+            try:
+                yield
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                for logger in watched:
+                    logger.removeHandler(handler)
+
+    app = FastAPI(title="PersonaPlex voice frontend", lifespan=lifespan)
+    app.include_router(router)
+    app.mount(
+        "/static", RevalidatingStaticFiles(directory=STATIC_DIR, check_dir=False), name="static"
+    )
+    return app

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from frontend.events import EventHub, LogEvent
+from frontend.settings import FrontendSettings
+from frontend.testing import running_frontend
+from moshi_backend.engines.loopback import LoopbackEngine
+from moshi_backend.testing import RunningBackend, running_backend
+from testsupport.processes import free_port
+
+
+def _settings(backend_base_url: str, proxy: bool = False) -> FrontendSettings:
+    ws_url = backend_base_url.replace("http", "ws", 1) + "/api/chat"
+    return FrontendSettings(moshi_ws_url=ws_url, backend_poll_interval_s=0.2, moshi_proxy=proxy)
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[RunningBackend]:
+    async with running_backend(LoopbackEngine(capacity=2)) as running:
+        yield running
+
+
+async def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+async def test_config_with_the_backend_up(
+    backend: RunningBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_must_never_reach_a_browser")
+    async with running_frontend(_settings(backend.base_url)) as base:
+        status, _, body = await _get(base + "/api/config")
+    assert status == 200
+    config = json.loads(body)
+    assert config["moshi_ws_url"] == backend.chat_url
+    assert config["voices_source"] == "backend" and len(config["voices"]) == 18
+    assert config["use_proxy"] is False and config["proxy_path"] == "/proxy/moshi"
+    assert config["protocol"]["kinds"]["audio"] == 1 and config["protocol"]["frame_samples"] == 1920
+    assert config["reconnect_delay_ms"] == 4000
+    assert {p["name"] for p in config["personas"]} >= {"Teacher"}
+    assert b"hf_must_never" not in body
+
+
+async def test_config_and_health_with_the_backend_down() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with running_frontend(_settings(dead, proxy=True)) as base:
+        _, _, config_body = await _get(base + "/api/config")
+        status, _, health_body = await _get(base + "/health")
+    config = json.loads(config_body)
+    assert config["voices_source"] == "builtin" and len(config["voices"]) == 18
+    assert config["use_proxy"] is True
+    health = json.loads(health_body)
+    assert status == 200 and health["status"] == "ok"
+    assert health["backend"]["reachable"] is False and health["backend"]["status"] == "unreachable"
+
+
+async def test_health_reports_the_backend(backend: RunningBackend) -> None:
+    async with running_frontend(_settings(backend.base_url)) as base:
+        status, _, body = await _get(base + "/health")
+    health = json.loads(body)
+    assert status == 200
+    assert health["backend"] == {
+        "url": backend.base_url,
+        "reachable": True,
+        "status": "ready",
+        "error": None,
+    }
+
+
+async def test_logs_replay_then_stream_backend_changes(backend: RunningBackend) -> None:
+    hub = EventHub()
+    hub.publish(LogEvent.now("INFO", "test", "before anyone connected"))
+    async with (
+        running_frontend(_settings(backend.base_url), hub) as base,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(base.replace("http", "ws", 1) + "/ws/logs") as ws,
+    ):
+        first = await ws.receive_json(timeout=5)
+        assert first["message"] == "before anyone connected"
+        assert set(first) == {"timestamp", "level", "source", "message"}
+        # The health watcher reports the backend's state as an event.
+        async with asyncio.timeout(10):
+            while True:
+                event = await ws.receive_json()
+                if "backend" in event["message"] and "ready" in event["message"]:
+                    break
+        hub.publish(LogEvent.now("ERROR", "test", "live event"))
+        async with asyncio.timeout(5):
+            while (await ws.receive_json())["message"] != "live event":
+                pass
+    await asyncio.sleep(0.1)
+    assert hub.subscriber_count == 0
+
+
+async def test_unknown_route_is_404(backend: RunningBackend) -> None:
+    async with running_frontend(_settings(backend.base_url)) as base:
+        status, _, _ = await _get(base + "/api/nothing-here")
+    assert status == 404

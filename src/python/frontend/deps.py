@@ -1,0 +1,35 @@
+"""FastAPI dependencies: the app's shared state, for HTTP and WebSocket routes alike."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from frontend.backend_probe import BackendProbe
+from frontend.events import EventHub
+from frontend.settings import FrontendSettings
+from frontend.state import AppState
+
+
+def get_state(connection: HTTPConnection) -> AppState:
+    state: AppState = connection.app.state.frontend
+    return state
+
+
+def get_settings(state: Annotated[AppState, Depends(get_state)]) -> FrontendSettings:
+    return state.settings
+
+
+def get_hub(state: Annotated[AppState, Depends(get_state)]) -> EventHub:
+    return state.hub
+
+
+def get_probe(state: Annotated[AppState, Depends(get_state)]) -> BackendProbe:
+    return state.probe
+
+
+SettingsDep = Annotated[FrontendSettings, Depends(get_settings)]
+HubDep = Annotated[EventHub, Depends(get_hub)]
+ProbeDep = Annotated[BackendProbe, Depends(get_probe)]

@@ -1,0 +1,50 @@
+"""`./pants run src/python/frontend:app`: uvicorn serving the frontend, with reload if asked."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from frontend.app import create_app
+from frontend.settings import FrontendSettings
+
+
+def app_factory() -> FastAPI:
+    """uvicorn's entry point (also for each reload): settings are read here, not at import."""
+    return create_app(FrontendSettings())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = FrontendSettings()
+    except ValidationError as error:
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"]).upper()
+            print(f"frontend: invalid {field}: {problem['msg']}", file=sys.stderr)
+        return 2
+    logging.getLogger("frontend").info(
+        "frontend on http://%s:%d, browsers use %s%s",
+        settings.app_host,
+        settings.app_port,
+        settings.moshi_ws_url,
+        " through /proxy/moshi" if settings.use_proxy else "",
+    )
+    uvicorn.run(
+        "frontend.main:app_factory",
+        factory=True,
+        host=settings.app_host,
+        port=settings.app_port,
+        reload=settings.app_reload,
+        reload_dirs=[str(Path(__file__).resolve().parent)] if settings.app_reload else None,
+        log_level="info",
+    )
+    return 0

@@ -1,0 +1,141 @@
+"""Relay of one browser WebSocket to the backend's /api/chat, message by message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import aiohttp
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from moshi_protocol.messages import CloseCode, MessageKind, ProtocolError, encode
+from moshi_protocol.params import parse_chat_params
+
+log = logging.getLogger("frontend.proxy")
+
+_CONNECT_TIMEOUT_S = 10.0
+_SEND_TIMEOUT_S = 10.0
+_HEARTBEAT_S = 10.0
+_MAX_MESSAGE_BYTES = 1 << 20
+
+
+@dataclass
+class RelayStats:
+    to_backend_bytes: int = 0
+    to_browser_bytes: int = 0
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+def _client_ssl(url: str, trust_self_signed: bool) -> ssl.SSLContext | bool:
+    if not url.startswith("wss://"):
+        return True
+    if trust_self_signed:
+        # Explicitly configured (MOSHI_TRUST_SELF_SIGNED): the backend's own self-signed pair.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return True
+
+
+async def _refuse(browser: WebSocket, reason: str, code: CloseCode) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await asyncio.wait_for(browser.send_bytes(encode(MessageKind.ERROR, reason)), 5)
+        await browser.close(code=code, reason=reason.encode()[:120].decode(errors="ignore"))
+
+
+async def _browser_to_backend(
+    browser: WebSocket, backend: aiohttp.ClientWebSocketResponse, stats: RelayStats
+) -> None:
+    while True:
+        message = await browser.receive()
+        if message["type"] == "websocket.disconnect":
+            stats.close_code = stats.close_code or int(message.get("code", 1000))
+            return
+        data, text = message.get("bytes"), message.get("text")
+        if data is not None:
+            await asyncio.wait_for(backend.send_bytes(data), _SEND_TIMEOUT_S)
+            stats.to_backend_bytes += len(data)
+        elif text is not None:  # not protocol, but the backend is the one to say so
+            await asyncio.wait_for(backend.send_str(text), _SEND_TIMEOUT_S)
+
+
+async def _backend_to_browser(
+    browser: WebSocket, backend: aiohttp.ClientWebSocketResponse, stats: RelayStats
+) -> None:
+    while True:
+        message = await backend.receive()
+        if message.type == aiohttp.WSMsgType.BINARY:
+            await asyncio.wait_for(browser.send_bytes(message.data), _SEND_TIMEOUT_S)
+            stats.to_browser_bytes += len(message.data)
+        elif message.type == aiohttp.WSMsgType.TEXT:
+            await asyncio.wait_for(browser.send_text(message.data), _SEND_TIMEOUT_S)
+        else:  # CLOSE, CLOSED, ERROR: the backend ended the conversation
+            stats.close_code = backend.close_code or CloseCode.GOING_AWAY
+            stats.close_reason = str(message.extra or "") if message.extra else ""
+            return
+
+
+async def relay(browser: WebSocket, backend_chat_url: str, trust_self_signed: bool) -> RelayStats:
+    """Accept the browser, connect upstream with the same query, relay until either side ends."""
+    await browser.accept()
+    stats = RelayStats()
+    try:
+        params = parse_chat_params(browser.query_params, voices=None)
+    except ProtocolError as error:
+        await _refuse(browser, error.reason, error.close_code)
+        stats.close_code = error.close_code
+        return stats
+
+    url = f"{backend_chat_url}?{urlencode(params.query())}"
+    timeout = aiohttp.ClientTimeout(total=None, connect=_CONNECT_TIMEOUT_S)
+    started = time.monotonic()
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        try:
+            backend = await http.ws_connect(
+                url,
+                ssl=_client_ssl(url, trust_self_signed),
+                heartbeat=_HEARTBEAT_S,
+                max_msg_size=_MAX_MESSAGE_BYTES,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            reason = f"backend unreachable: {type(error).__name__}: {error}"
+            log.warning("proxy: %s", reason)
+            await _refuse(browser, reason, CloseCode.TRY_AGAIN_LATER)
+            stats.close_code = CloseCode.TRY_AGAIN_LATER
+            return stats
+        log.info("proxy session opened (voice %s)", params.voice_prompt)
+        tasks = {
+            asyncio.create_task(_browser_to_backend(browser, backend, stats)),
+            asyncio.create_task(_backend_to_browser(browser, backend, stats)),
+        }
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                if task.exception() is not None:
+                    log.warning("proxy relay ended: %r", task.exception())
+        finally:
+            # Both sides go when either goes; the browser learns the backend's close code.
+            await backend.close()
+            if browser.client_state == WebSocketState.CONNECTED:
+                code = stats.close_code or CloseCode.NORMAL
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await browser.close(code=code, reason=stats.close_reason[:120])
+    log.info(
+        "proxy session closed after %.1f s: %d bytes to backend, %d bytes to browser, code %s",
+        time.monotonic() - started,
+        stats.to_backend_bytes,
+        stats.to_browser_bytes,
+        stats.close_code,
+    )
+    return stats

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from frontend.settings import FrontendSettings
+from frontend.testing import running_frontend
+from moshi_backend.engines.loopback import LoopbackEngine
+from moshi_backend.testing import RunningBackend, ogg_pages, running_backend, tone
+from moshi_protocol.client import ChatClient, ChatClosed
+from moshi_protocol.messages import CloseCode, MessageKind, encode
+from testsupport.processes import free_port
+
+
+def _settings(backend_base_url: str) -> FrontendSettings:
+    return FrontendSettings(moshi_backend_url=backend_base_url, moshi_proxy=True)
+
+
+def _proxy_url(frontend_base: str) -> str:
+    return frontend_base.replace("http", "ws", 1) + "/proxy/moshi"
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[RunningBackend]:
+    async with running_backend(LoopbackEngine(capacity=1)) as running:
+        yield running
+
+
+async def test_conversation_through_the_proxy(backend: RunningBackend) -> None:
+    async with running_frontend(_settings(backend.base_url)) as base:
+        async with ChatClient.connect(_proxy_url(base), {"voice_prompt": "VARF3.pt"}) as client:
+            await client.handshake()
+            opening = await client.receive()
+            assert opening.kind is MessageKind.TEXT and "VARF3.pt" in opening.text
+            for page in ogg_pages(tone(0.8)):
+                await client.send_audio(page)
+            while (await client.receive()).kind is not MessageKind.AUDIO:
+                pass
+        # The browser left: the proxy closed its upstream side, the backend slot is free.
+        await backend.wait_idle()
+
+
+async def test_bad_query_is_refused_without_touching_the_backend(backend: RunningBackend) -> None:
+    async with running_frontend(_settings(backend.base_url)) as base:
+        async with ChatClient.connect(_proxy_url(base), {"seed": "soon"}) as client:
+            closed = await client.closed_reason()
+    assert closed.reason is not None and "bad seed" in closed.reason
+    assert closed.close_code == CloseCode.POLICY_VIOLATION
+    registry = backend.server.metrics.registry
+    assert registry.get_sample_value("moshi_sessions_total", {"outcome": "rejected"}) is None
+
+
+async def test_backend_down_is_a_clear_error() -> None:
+    async with running_frontend(_settings(f"http://127.0.0.1:{free_port()}")) as base:
+        async with ChatClient.connect(_proxy_url(base)) as client:
+            closed = await client.closed_reason()
+    assert closed.reason is not None and closed.reason.startswith("backend unreachable")
+    assert closed.close_code == CloseCode.TRY_AGAIN_LATER
+
+
+async def test_backend_refusal_passes_through(backend: RunningBackend) -> None:
+    async with running_frontend(_settings(backend.base_url)) as base:
+        async with ChatClient.connect(backend.chat_url) as holder:
+            await holder.handshake()
+            async with ChatClient.connect(_proxy_url(base)) as client:
+                with pytest.raises(ChatClosed) as refused:
+                    await client.handshake()
+    assert refused.value.reason is not None and refused.value.reason.startswith("busy")
+    assert refused.value.close_code == CloseCode.TRY_AGAIN_LATER
+
+
+async def test_backend_error_mid_stream_passes_through(backend: RunningBackend) -> None:
+    async with running_frontend(_settings(backend.base_url)) as base:
+        async with ChatClient.connect(_proxy_url(base)) as client:
+            await client.handshake()
+            await client.send_raw(encode(MessageKind.AUDIO, b"definitely not ogg" * 10))
+            closed = await client.closed_reason()
+    assert closed.reason is not None and "not an Ogg/Opus" in closed.reason
+    assert closed.close_code == CloseCode.UNSUPPORTED_DATA
+
+
+async def test_backend_going_away_mid_stream_closes_the_browser_side() -> None:
+    async with running_backend(LoopbackEngine()) as backend:
+        async with running_frontend(_settings(backend.base_url)) as base:
+            async with ChatClient.connect(_proxy_url(base)) as client:
+                await client.handshake()
+                # The backend stops while the conversation is live.
+                await backend.stop()
+                closed = await client.closed_reason(timeout_s=15)
+    assert closed.close_code is not None and closed.close_code != CloseCode.NORMAL

@@ -1,0 +1,19 @@
+"""What the app's routes share, created once per app in its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from frontend.backend_probe import BackendProbe
+from frontend.events import EventHub
+from frontend.settings import FrontendSettings
+
+
+@dataclass
+class AppState:
+    settings: FrontendSettings
+    hub: EventHub
+    http: httpx.AsyncClient
+    probe: BackendProbe
