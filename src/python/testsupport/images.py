@@ -1,0 +1,105 @@
+"""Building service images and running containers from them in tests, always cleaned up."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+import pytest
+from docker.models.containers import Container
+
+from testsupport.docker_engine import TEST_LABEL
+from testsupport.polling import GaveUp, http_status, wait_for
+from testsupport.processes import free_port
+
+
+@contextmanager
+def built_image(
+    client: docker.DockerClient,
+    *,
+    context_files: Sequence[str],
+    dockerfile: str,
+    base_image: str,
+    name: str,
+) -> Iterator[str]:
+    """Build from files copied at their sandbox paths (the layout Pants' docker context has)."""
+    with tempfile.TemporaryDirectory(prefix="build-context-") as directory:
+        context = Path(directory)
+        for path in context_files:
+            (context / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(path), context / path)
+        tag = f"{name}:test-{uuid.uuid4().hex[:12]}"
+        log: list[str] = []
+        for chunk in client.api.build(
+            path=str(context),
+            dockerfile=dockerfile,
+            tag=tag,
+            buildargs={"BASE_IMAGE": base_image},
+            labels={TEST_LABEL: "1"},
+            rm=True,
+            forcerm=True,
+            decode=True,
+        ):
+            log.append(str(chunk.get("stream", "")))
+            if "error" in chunk:
+                pytest.fail(f"image build failed: {chunk['error']}\n{''.join(log)[-3000:]}")
+    try:
+        yield tag
+    finally:
+        client.images.remove(tag, force=True)
+
+
+@contextmanager
+def running_container(
+    client: docker.DockerClient, image: str, *, container_port: int, env: Mapping[str, str]
+) -> Iterator[tuple[Container, int]]:
+    """The container and the loopback host port its container_port is published on."""
+    host_port = free_port()
+    container = client.containers.run(
+        image,
+        detach=True,
+        environment=dict(env),
+        ports={f"{container_port}/tcp": ("127.0.0.1", host_port)},
+        labels={TEST_LABEL: "1"},
+    )
+    try:
+        yield container, host_port
+    finally:
+        container.remove(force=True)
+
+
+def container_logs(container: Container) -> str:
+    return str(container.logs(tail=40).decode(errors="replace"))
+
+
+def wait_container_http(container: Container, url: str, timeout_s: float = 120) -> bytes:
+    """Body of url once it answers 200; fails fast with the logs if the container exits."""
+
+    def probe() -> bytes | None:
+        container.reload()
+        if container.status == "exited":
+            raise GaveUp(f"container exited {container.attrs['State']['ExitCode']}")
+        answer = http_status(url)
+        return answer[1] if answer and answer[0] == 200 else None
+
+    return wait_for(
+        probe, what=f"{url} 200", timeout_s=timeout_s, context=lambda: container_logs(container)
+    )
+
+
+def wait_docker_health(container: Container, timeout_s: float = 90) -> str:
+    """The HEALTHCHECK's verdict once it is no longer 'starting'."""
+
+    def probe() -> str | None:
+        container.reload()
+        status = str(container.attrs["State"]["Health"]["Status"])
+        return status if status != "starting" else None
+
+    return wait_for(
+        probe, what="HEALTHCHECK", timeout_s=timeout_s, context=lambda: container_logs(container)
+    )
