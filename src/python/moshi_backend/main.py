@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
+from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from moshi_backend.engine import EngineError
@@ -18,6 +19,7 @@ from moshi_backend.engines.registry import create_engine
 from moshi_backend.server import ChatServer
 from moshi_backend.settings import BackendSettings, EngineName
 from moshi_backend.tls import server_ssl_context
+from stack_telemetry.otel import setup_telemetry
 
 log = logging.getLogger("moshi_backend")
 
@@ -63,8 +65,19 @@ def load_settings(argv: Sequence[str] | None) -> BackendSettings:
 
 
 async def serve(settings: BackendSettings, stop: asyncio.Event) -> None:
+    # Both block (the collector probe up to 2 s, the final export a few): off the loop.
+    telemetry = await asyncio.to_thread(
+        setup_telemetry, "moshi-backend", settings.otel_exporter_otlp_endpoint
+    )
+    try:
+        await _serve(settings, stop, telemetry.tracer)
+    finally:
+        await asyncio.to_thread(telemetry.shutdown)
+
+
+async def _serve(settings: BackendSettings, stop: asyncio.Event, tracer: Tracer) -> None:
     engine = create_engine(settings)
-    server = ChatServer(engine)
+    server = ChatServer(engine, tracer=tracer)
     app = web.Application()
     app.add_routes(server.routes())
     ssl_context = None

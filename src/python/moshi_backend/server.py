@@ -11,8 +11,9 @@ from enum import Enum
 from typing import Any
 
 from aiohttp import web
+from opentelemetry import trace
 
-from moshi_backend.engine import Engine, EngineError
+from moshi_backend.engine import Engine, EngineError, EngineSession, Pcm, StepResult
 from moshi_backend.metrics import ServerMetrics
 from moshi_backend.session import ChatSession, ClientGone
 from moshi_protocol.messages import (
@@ -52,8 +53,10 @@ class ChatServer:
         engine: Engine,
         options: ServerOptions | None = None,
         executor: Executor | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.engine = engine
+        self._tracer = tracer if tracer is not None else trace.NoOpTracer()
         self.options = options or ServerOptions()
         self.metrics = ServerMetrics()
         info = engine.info
@@ -127,29 +130,42 @@ class ChatServer:
             raise web.HTTPBadRequest(text="/api/chat is a WebSocket endpoint: upgrade expected")
         await ws.prepare(request)
         label = f"session-{next(self._session_ids)}"
+        # Ending a span only queues it: the export runs on the span processor's thread.
+        span = self._tracer.start_span("moshi.chat", attributes={"session": label, "frames": 0})
         try:
-            await self._converse(ws, request, label)
-            self.metrics.sessions.labels("completed").inc()
+            await self._converse(ws, request, label, span)
+            self._record_outcome(span, "completed")
         except ProtocolError as error:
             outcome = "busy" if error.close_code is CloseCode.TRY_AGAIN_LATER else "rejected"
-            self.metrics.sessions.labels(outcome).inc()
+            self._record_outcome(span, outcome)
             log.info("%s: %s", label, error.reason)
             await self._close_with_error(ws, error.reason, error.close_code)
         except ClientGone as error:
-            self.metrics.sessions.labels("client_gone").inc()
+            self._record_outcome(span, "client_gone")
             log.info("%s: client gone (%s)", label, error)
         except (EngineError, TimeoutError) as error:
-            self.metrics.sessions.labels("error").inc()
+            self._record_outcome(span, "error")
             log.error("%s: engine failure: %s", label, error)
             await self._close_with_error(ws, f"engine error: {error}", CloseCode.INTERNAL_ERROR)
         finally:
-            if not ws.closed:
-                await ws.close()
+            try:
+                if not ws.closed:
+                    await ws.close()
+            finally:
+                span.end()
         return ws
 
-    async def _converse(self, ws: web.WebSocketResponse, request: web.Request, label: str) -> None:
+    def _record_outcome(self, span: trace.Span, outcome: str) -> None:
+        # One place, so that the metrics and the traces cannot disagree on an outcome.
+        self.metrics.sessions.labels(outcome).inc()
+        span.set_attribute("outcome", outcome)
+
+    async def _converse(
+        self, ws: web.WebSocketResponse, request: web.Request, label: str, span: trace.Span
+    ) -> None:
         info = self.engine.info
         params = parse_chat_params(request.query, info.voices)
+        span.set_attribute("voice", params.voice_prompt)
         if self._status is not Status.READY:
             reason = self._error or f"loading ({self._progress:.0%}); try again shortly"
             raise ProtocolError(f"not ready: {reason}", CloseCode.TRY_AGAIN_LATER)
@@ -169,10 +185,11 @@ class ChatServer:
                 loop.run_in_executor(self._executor, self.engine.start_session, params),
                 self.options.session_start_timeout_s,
             )
+            counted = _CountedSession(engine_session)
             try:
                 session = ChatSession(
                     ws,
-                    engine_session,
+                    counted,
                     self.metrics,
                     self._executor,
                     max_pending_frames=self.options.max_pending_frames,
@@ -182,6 +199,7 @@ class ChatServer:
                 await session.send(MessageKind.HANDSHAKE)
                 await session.run()
             finally:
+                span.set_attribute("frames", counted.frames)
                 await loop.run_in_executor(self._executor, engine_session.close)
         finally:
             self._active -= 1
@@ -204,3 +222,22 @@ class ChatServer:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _CountedSession(EngineSession):
+    """An engine session that counts the frames it is given, for the conversation's span."""
+
+    def __init__(self, inner: EngineSession) -> None:
+        self._inner = inner
+        self.frames = 0
+
+    @property
+    def opening_text(self) -> tuple[str, ...]:
+        return self._inner.opening_text
+
+    def step(self, frame: Pcm) -> StepResult:
+        self.frames += 1  # ChatSession steps one frame at a time: no race on the count
+        return self._inner.step(frame)
+
+    def close(self) -> None:
+        self._inner.close()

@@ -1,0 +1,1 @@
+"""Tracing shared by the services: off by default, never able to stall an event loop."""
