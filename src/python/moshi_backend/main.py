@@ -79,7 +79,7 @@ async def _serve(settings: BackendSettings, stop: asyncio.Event, tracer: Tracer)
     engine = create_engine(settings)
     server = ChatServer(engine, tracer=tracer)
     app = web.Application()
-    app.add_routes(server.routes())
+    server.install(app)
     ssl_context = None
     if settings.moshi_use_ssl:
         ssl_context = server_ssl_context(settings.moshi_ssl_dir, settings.moshi_host)

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from opentelemetry import trace
 
-from moshi_backend.engine import Engine, EngineError, EngineSession, Pcm, StepResult
+from moshi_backend.engine import Engine, EngineError
 from moshi_backend.metrics import ServerMetrics
 from moshi_backend.session import ChatSession, ClientGone
 from moshi_protocol.messages import (
@@ -68,19 +68,36 @@ class ChatServer:
         self._error: str | None = None
         self._active = 0
         self._session_ids = itertools.count(1)
+        self._sockets: set[web.WebSocketResponse] = set()
         self.metrics.sessions_capacity.set(info.capacity)
 
     @property
     def active_sessions(self) -> int:
         return self._active
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/health", self.health),
-            web.get("/api/voices", self.voices),
-            web.get("/metrics", self.prometheus),
-            web.get("/api/chat", self.chat),
-        ]
+    def install(self, app: web.Application) -> None:
+        """Serve this server's routes on app, and end its conversations when app shuts down."""
+        app.add_routes(
+            [
+                web.get("/health", self.health),
+                web.get("/api/voices", self.voices),
+                web.get("/metrics", self.prometheus),
+                web.get("/api/chat", self.chat),
+            ]
+        )
+        # aiohttp 3.11 types the Signal parameter as the handler type itself; this is a handler.
+        app.on_shutdown.append(self._close_conversations)  # type: ignore[arg-type]
+
+    async def _close_conversations(self, app: web.Application) -> None:
+        # Without this a restart waits for every client to hang up; with it clients learn at
+        # once (1001) and can reconnect to the next instance.
+        await asyncio.gather(
+            *(
+                ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+                for ws in list(self._sockets)
+            ),
+            return_exceptions=True,
+        )
 
     async def load(self) -> None:
         """Load the engine off the loop; /health reports progress meanwhile."""
@@ -129,6 +146,7 @@ class ChatServer:
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="/api/chat is a WebSocket endpoint: upgrade expected")
         await ws.prepare(request)
+        self._sockets.add(ws)
         label = f"session-{next(self._session_ids)}"
         # Ending a span only queues it: the export runs on the span processor's thread.
         span = self._tracer.start_span("moshi.chat", attributes={"session": label, "frames": 0})
@@ -148,6 +166,7 @@ class ChatServer:
             log.error("%s: engine failure: %s", label, error)
             await self._close_with_error(ws, f"engine error: {error}", CloseCode.INTERNAL_ERROR)
         finally:
+            self._sockets.discard(ws)
             try:
                 if not ws.closed:
                     await ws.close()
@@ -185,21 +204,20 @@ class ChatServer:
                 loop.run_in_executor(self._executor, self.engine.start_session, params),
                 self.options.session_start_timeout_s,
             )
-            counted = _CountedSession(engine_session)
+            session = ChatSession(
+                ws,
+                engine_session,
+                self.metrics,
+                self._executor,
+                max_pending_frames=self.options.max_pending_frames,
+                send_timeout_s=self.options.send_timeout_s,
+                label=label,
+            )
             try:
-                session = ChatSession(
-                    ws,
-                    counted,
-                    self.metrics,
-                    self._executor,
-                    max_pending_frames=self.options.max_pending_frames,
-                    send_timeout_s=self.options.send_timeout_s,
-                    label=label,
-                )
                 await session.send(MessageKind.HANDSHAKE)
                 await session.run()
             finally:
-                span.set_attribute("frames", counted.frames)
+                span.set_attribute("frames", session.frames_processed)
                 await loop.run_in_executor(self._executor, engine_session.close)
         finally:
             self._active -= 1
@@ -222,22 +240,3 @@ class ChatServer:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-class _CountedSession(EngineSession):
-    """An engine session that counts the frames it is given, for the conversation's span."""
-
-    def __init__(self, inner: EngineSession) -> None:
-        self._inner = inner
-        self.frames = 0
-
-    @property
-    def opening_text(self) -> tuple[str, ...]:
-        return self._inner.opening_text
-
-    def step(self, frame: Pcm) -> StepResult:
-        self.frames += 1  # ChatSession steps one frame at a time: no race on the count
-        return self._inner.step(frame)
-
-    def close(self) -> None:
-        self._inner.close()

@@ -296,3 +296,15 @@ async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
             await backend.wait_idle(timeout_s=10)
         finally:
             sock.close()
+
+
+async def test_shutdown_tells_live_clients_going_away_at_once() -> None:
+    async with running_backend(LoopbackEngine()) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            await client.handshake()
+            started = time.monotonic()
+            stopping = asyncio.create_task(backend.stop())
+            closed = await client.closed_reason(timeout_s=10)
+            await asyncio.wait_for(stopping, 10)
+    assert closed.close_code == CloseCode.GOING_AWAY
+    assert time.monotonic() - started < 5  # not aiohttp's shutdown timeout

@@ -51,11 +51,16 @@ class ChatSession:
         self._max_pending = max_pending_frames
         self._wakeup = asyncio.Event()
         self._dropped = 0
+        self._processed = 0
         self._dropped_logged_at = 0.0
 
     @property
     def dropped_frames(self) -> int:
         return self._dropped
+
+    @property
+    def frames_processed(self) -> int:
+        return self._processed
 
     async def run(self) -> None:
         """Returns when the client goes; raises ProtocolError on bad input."""
@@ -140,6 +145,7 @@ class ChatSession:
             started = time.perf_counter()
             result, audio = await loop.run_in_executor(self._executor, self._compute, frame)
             self._metrics.frame_seconds.observe(time.perf_counter() - started)
+            self._processed += 1
             if audio:
                 await self.send(MessageKind.AUDIO, audio)
                 self._metrics.frames_out.inc()

@@ -6,21 +6,16 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 
 import aiohttp
 import numpy as np
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from opentelemetry import trace
 
 from moshi_backend.engines.loopback import LoopbackEngine
 from moshi_backend.main import serve
-from moshi_backend.server import ChatServer
 from moshi_backend.settings import BackendSettings, EngineName
-from moshi_backend.testing import ogg_pages, tone
+from moshi_backend.testing import ogg_pages, running_backend, tone
 from moshi_protocol.client import ChatClient
 from moshi_protocol.messages import FRAME_SAMPLES, MessageKind
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
@@ -32,22 +27,6 @@ from testsupport.processes import free_port
 _MAX_AUDIO_GAP_S = 1.0
 # The batch processor exports at once when this many spans wait (the SDK's default batch size).
 _BATCH = 512
-
-
-@asynccontextmanager
-async def _traced_backend(tracer: trace.Tracer) -> AsyncIterator[tuple[ChatServer, str]]:
-    """A loopback server that traces with tracer, and the WebSocket URL of its /api/chat."""
-    server = ChatServer(LoopbackEngine(delay_ms=0, capacity=2), tracer=tracer)
-    app = web.Application()
-    app.add_routes(server.routes())
-    http_server = TestServer(app, host="127.0.0.1", port=0)
-    await http_server.start_server()
-    try:
-        await server.load()
-        yield server, str(http_server.make_url("/api/chat")).replace("http", "ws", 1)
-    finally:
-        await http_server.close()
-        server.shutdown()
 
 
 async def _until(condition: Callable[[], object], timeout_s: float = 10.0) -> None:
@@ -62,7 +41,8 @@ async def test_audio_keeps_flowing_while_span_export_hangs() -> None:
         handle = await asyncio.to_thread(setup_telemetry, "moshi-backend", collector.endpoint)
         assert handle.enabled
         try:
-            async with _traced_backend(handle.tracer) as (server, chat_url):
+            async with running_backend(LoopbackEngine(capacity=2), tracer=handle.tracer) as backend:
+                server, chat_url = backend.server, backend.chat_url
                 # Two full batches: the export thread posts them one after the other and the
                 # collector holds each until the exporter's 2 s timeout, about 4 s of hanging
                 # export from before the first audio to after the last.

@@ -11,6 +11,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from opentelemetry import trace
 
 from moshi_backend.engine import Engine
 from moshi_backend.server import ChatServer, ServerOptions
@@ -45,11 +46,15 @@ class RunningBackend:
 
 @asynccontextmanager
 async def running_backend(
-    engine: Engine, options: ServerOptions | None = None, *, load: bool = True
+    engine: Engine,
+    options: ServerOptions | None = None,
+    *,
+    load: bool = True,
+    tracer: trace.Tracer | None = None,
 ) -> AsyncIterator[RunningBackend]:
-    server = ChatServer(engine, options)
+    server = ChatServer(engine, options, tracer=tracer)
     app = web.Application()
-    app.add_routes(server.routes())
+    server.install(app)
     http_server = TestServer(app, host="127.0.0.1", port=0)
     await http_server.start_server()
     try:
