@@ -18,8 +18,8 @@ from moshi_backend.engine import EngineError
 from moshi_backend.engines.registry import create_engine
 from moshi_backend.server import ChatServer
 from moshi_backend.settings import BackendSettings, EngineName
-from moshi_backend.tls import server_ssl_context
 from stack_telemetry.otel import setup_telemetry
+from stack_tls.certificates import server_ssl_context
 
 log = logging.getLogger("moshi_backend")
 

@@ -47,8 +47,8 @@ def _write_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def server_ssl_context(cert_dir: Path, hostname: str = "localhost") -> ssl.SSLContext:
-    """Load cert.pem/key.pem from cert_dir, creating a self-signed pair if both are missing."""
+def ensure_certificate(cert_dir: Path, hostname: str = "localhost") -> tuple[Path, Path]:
+    """(cert.pem, key.pem) in cert_dir, creating a self-signed pair if both are missing."""
     cert_path, key_path = cert_dir / CERT_FILE, cert_dir / KEY_FILE
     if not cert_path.exists() and not key_path.exists():
         cert_dir.mkdir(parents=True, exist_ok=True)
@@ -56,6 +56,11 @@ def server_ssl_context(cert_dir: Path, hostname: str = "localhost") -> ssl.SSLCo
     elif not (cert_path.exists() and key_path.exists()):
         missing = key_path if cert_path.exists() else cert_path
         raise FileNotFoundError(f"{missing} is missing (both {CERT_FILE} and {KEY_FILE} needed)")
+    return cert_path, key_path
+
+
+def server_ssl_context(cert_dir: Path, hostname: str = "localhost") -> ssl.SSLContext:
+    cert_path, key_path = ensure_certificate(cert_dir, hostname)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return context

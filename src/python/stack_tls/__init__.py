@@ -1,0 +1,1 @@
+"""TLS material shared by the services: a self-signed pair when none is provided."""
