@@ -20,6 +20,7 @@ from frontend.routes import router
 from frontend.routes.pages import STATIC_DIR
 from frontend.settings import FrontendSettings
 from frontend.state import AppState
+from stack_telemetry.otel import setup_telemetry
 
 
 class RevalidatingStaticFiles(StaticFiles):
@@ -50,9 +51,13 @@ def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastA
         verify = not (
             settings.moshi_trust_self_signed and settings.moshi_backend_url.startswith("https")
         )
+        # The collector probe blocks up to 2 s, the final export a few: both off the loop.
+        telemetry = await asyncio.to_thread(
+            setup_telemetry, "frontend", settings.otel_exporter_otlp_endpoint
+        )
         async with httpx.AsyncClient(verify=verify) as http:
             probe = BackendProbe(settings.moshi_backend_url, http)
-            app.state.frontend = AppState(settings, hub, http, probe)
+            app.state.frontend = AppState(settings, hub, http, probe, telemetry.tracer)
             watcher = asyncio.create_task(watch_backend(probe, settings.backend_poll_interval_s))
             try:
                 yield
@@ -62,6 +67,7 @@ def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastA
                     await watcher
                 for logger in watched:
                     logger.removeHandler(handler)
+                await asyncio.to_thread(telemetry.shutdown)
 
     app = FastAPI(title="PersonaPlex voice frontend", lifespan=lifespan)
     app.include_router(router)

@@ -28,7 +28,8 @@ async def backend() -> AsyncIterator[RunningBackend]:
 
 async def _get(url: str) -> tuple[int, dict[str, str], bytes]:
     async with aiohttp.ClientSession() as http, http.get(url) as response:
-        return response.status, dict(response.headers), await response.read()
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        return response.status, headers, await response.read()
 
 
 async def test_config_with_the_backend_up(
@@ -103,3 +104,20 @@ async def test_unknown_route_is_404(backend: RunningBackend) -> None:
     async with running_frontend(_settings(backend.base_url)) as base:
         status, _, _ = await _get(base + "/api/nothing-here")
     assert status == 404
+
+
+async def test_ui_and_assets_have_types_and_revalidation_headers(backend: RunningBackend) -> None:
+    async with running_frontend(_settings(backend.base_url)) as base:
+        status, headers, body = await _get(base + "/")
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert headers["cache-control"] == "no-cache" and b"<html" in body.lower()
+        status, headers, _ = await _get(base + "/static/app.js")
+        assert status == 200 and "javascript" in headers["content-type"]
+        assert headers["cache-control"] == "no-cache" and headers["etag"]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(base + "/static/app.js", headers={"If-None-Match": headers["etag"]}) as r,
+        ):
+            assert r.status == 304
+        status, _, _ = await _get(base + "/static/..%2Fsettings.py")
+        assert status == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
+from opentelemetry import trace
 from starlette.requests import HTTPConnection
 
 from frontend.backend_probe import BackendProbe
@@ -26,6 +27,10 @@ def get_hub(state: Annotated[AppState, Depends(get_state)]) -> EventHub:
     return state.hub
 
 
+def get_tracer(state: Annotated[AppState, Depends(get_state)]) -> trace.Tracer:
+    return state.tracer
+
+
 def get_probe(state: Annotated[AppState, Depends(get_state)]) -> BackendProbe:
     return state.probe
 
@@ -33,3 +38,4 @@ def get_probe(state: Annotated[AppState, Depends(get_state)]) -> BackendProbe:
 SettingsDep = Annotated[FrontendSettings, Depends(get_settings)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 ProbeDep = Annotated[BackendProbe, Depends(get_probe)]
+TracerDep = Annotated[trace.Tracer, Depends(get_tracer)]

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from frontend.app import create_app
 from frontend.settings import FrontendSettings
+from stack_tls.certificates import ensure_certificate
 
 
 def app_factory() -> FastAPI:
@@ -32,12 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"frontend: invalid {field}: {problem['msg']}", file=sys.stderr)
         return 2
     logging.getLogger("frontend").info(
-        "frontend on http://%s:%d, browsers use %s%s",
+        "frontend on %s://%s:%d, browsers use %s%s",
+        "https" if settings.moshi_use_ssl else "http",
         settings.app_host,
         settings.app_port,
         settings.moshi_ws_url,
         " through /proxy/moshi" if settings.use_proxy else "",
     )
+    certificate, key = (None, None)
+    if settings.moshi_use_ssl:
+        certificate, key = ensure_certificate(settings.app_ssl_dir, settings.app_host)
     uvicorn.run(
         "frontend.main:app_factory",
         factory=True,
@@ -45,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.app_port,
         reload=settings.app_reload,
         reload_dirs=[str(Path(__file__).resolve().parent)] if settings.app_reload else None,
+        ssl_certfile=certificate,
+        ssl_keyfile=key,
         log_level="info",
     )
     return 0

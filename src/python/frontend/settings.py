@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -27,6 +28,8 @@ class FrontendSettings(BaseSettings):
     # Accept the backend's self-signed certificate in the proxy; only when explicitly asked.
     moshi_trust_self_signed: bool = False
     app_reload: bool = False
+    # With MOSHI_USE_SSL the frontend serves HTTPS with cert.pem/key.pem from here (made if absent).
+    app_ssl_dir: Path = Path("certs")
     log_replay_events: int = Field(default=200, ge=0, le=10_000)
     backend_poll_interval_s: float = Field(default=5.0, gt=0, le=300)
     otel_exporter_otlp_endpoint: str | None = None

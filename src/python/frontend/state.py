@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+from opentelemetry import trace
 
 from frontend.backend_probe import BackendProbe
 from frontend.events import EventHub
@@ -17,3 +18,4 @@ class AppState:
     hub: EventHub
     http: httpx.AsyncClient
     probe: BackendProbe
+    tracer: trace.Tracer
