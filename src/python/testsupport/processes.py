@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -16,6 +17,8 @@ from ssl import SSLContext
 
 from testsupport.polling import GaveUp, http_status, wait_for
 
+_PR_SET_PDEATHSIG = 1
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -25,6 +28,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def python_module_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+def _die_with_parent() -> None:
+    # Linux: if the test process is killed outright (a Pants timeout sends SIGKILL), its context
+    # managers never run; the kernel then stops the service instead of leaving an orphan.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -84,6 +94,7 @@ def service_process(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     try:
         yield ServiceProcess(process, log_path)
