@@ -32,6 +32,9 @@ class EngineInfo:
     voices: tuple[str, ...]
     # A development engine is no model: /health and the first text message say so.
     development: bool = False
+    # A step takes well under a millisecond (no model): running it on the event loop costs less
+    # than handing each 80 ms frame to a worker thread. Model engines leave this False.
+    light_steps: bool = False
 
 
 @dataclass(frozen=True)

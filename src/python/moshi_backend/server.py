@@ -212,6 +212,7 @@ class ChatServer:
                 max_pending_frames=self.options.max_pending_frames,
                 send_timeout_s=self.options.send_timeout_s,
                 label=label,
+                compute_inline=info.light_steps,
             )
             try:
                 await session.send(MessageKind.HANDSHAKE)

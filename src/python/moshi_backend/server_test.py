@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import socket
 import struct
@@ -13,7 +14,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from moshi_backend.engine import ProgressCallback, StepResult
+from moshi_backend.engine import EngineInfo, ProgressCallback, StepResult
 from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
 from moshi_backend.server import ServerOptions
 from moshi_backend.testing import RunningBackend, ogg_pages, running_backend, tone
@@ -204,6 +205,11 @@ class _SlowSession(LoopbackSession):
 
 
 class _SlowEngine(LoopbackEngine):
+    @property
+    def info(self) -> EngineInfo:
+        # A slow step is a model's: it runs on a worker thread, not on the event loop.
+        return dataclasses.replace(super().info, light_steps=False)
+
     def start_session(self, params: ChatParams) -> LoopbackSession:
         return _SlowSession(0, params)
 

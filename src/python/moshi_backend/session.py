@@ -37,6 +37,7 @@ class ChatSession:
         max_pending_frames: int,
         send_timeout_s: float,
         label: str,
+        compute_inline: bool = False,
     ) -> None:
         self._ws = ws
         self._engine = engine_session
@@ -44,6 +45,7 @@ class ChatSession:
         self._executor = executor
         self._send_timeout_s = send_timeout_s
         self._label = label
+        self._compute_inline = compute_inline
         self._decoder = OpusFrameDecoder()
         self._encoder = OpusEncoder()
         # Bounded: when the engine falls behind, the oldest audio goes, so latency cannot grow.
@@ -138,12 +140,16 @@ class ChatSession:
             if not self._pending:
                 self._wakeup.clear()
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), _IDLE_POLL_S)
+                    async with asyncio.timeout(_IDLE_POLL_S):
+                        await self._wakeup.wait()
                 except TimeoutError:
                     continue
             frame = self._pending.popleft()
             started = time.perf_counter()
-            result, audio = await loop.run_in_executor(self._executor, self._compute, frame)
+            if self._compute_inline:
+                result, audio = self._compute(frame)
+            else:
+                result, audio = await loop.run_in_executor(self._executor, self._compute, frame)
             self._metrics.frame_seconds.observe(time.perf_counter() - started)
             self._processed += 1
             if audio:

@@ -58,6 +58,7 @@ class LoopbackEngine(Engine):
             capacity=capacity,
             voices=PERSONAPLEX_VOICES,
             development=True,
+            light_steps=True,
         )
 
     @property
