@@ -16,7 +16,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
@@ -58,10 +58,11 @@ class Target:
     base_url: str
     # The server's process, for its CPU time; None when it is not ours to watch.
     pid: int | None = None
+    chat_path: str = "/api/chat"
 
     @property
     def chat_url(self) -> str:
-        return self.base_url.replace("http", "ws", 1) + "/api/chat"
+        return self.base_url.replace("http", "ws", 1) + self.chat_path
 
     def cpu_seconds(self) -> float | None:
         """CPU time of the server's live threads so far (Linux); None where unknown."""
@@ -171,10 +172,11 @@ def free_port() -> int:
         return port
 
 
-def _child_environment() -> dict[str, str]:
+def _child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # Inside a Pants-built PEX or venv the dependencies are found through sys.path, which a
     # bare `python -m` would not rebuild on its own.
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
+    path = os.pathsep.join(entry for entry in sys.path if entry)
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
 
 
 def backend_command(port: int, max_sessions: int) -> list[str]:
@@ -208,8 +210,18 @@ def _log_tail(log_path: Path, lines: int = 20) -> str:
 
 
 class ServerProcess:
-    def __init__(self, name: str, command: list[str], port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        chat_path: str = "/api/chat",
+    ) -> None:
         self.name = name
+        self._env = env
+        self._chat_path = chat_path
         self._base_url = f"http://{_HOST}:{port}"
         self._command = command
         self._log_path = log_path
@@ -218,7 +230,7 @@ class ServerProcess:
     @property
     def target(self) -> Target:
         pid = self._process.pid if self._process is not None else None
-        return Target(self.name, self._base_url, pid)
+        return Target(self.name, self._base_url, pid, self._chat_path)
 
     async def start(self) -> None:
         with self._log_path.open("wb") as log:
@@ -227,7 +239,7 @@ class ServerProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env=_child_environment(),
+                env=_child_environment(self._env),
             )
 
     def _failure(self, what: str) -> BenchError:
