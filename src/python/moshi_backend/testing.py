@@ -74,5 +74,6 @@ def tone(seconds: float, hz: float = 440.0, amplitude: float = 0.5) -> Pcm:
 def ogg_pages(pcm: Pcm) -> list[bytes]:
     """The Ogg/Opus pieces a streaming client sends, one per 80 ms frame that yields bytes."""
     encoder = OpusEncoder()
-    pieces = (encoder.encode(frame) for frame in pcm.reshape(-1, FRAME_SAMPLES))
+    whole = pcm[: pcm.size - pcm.size % FRAME_SAMPLES]  # a partial last frame is not sent
+    pieces = (encoder.encode(frame) for frame in whole.reshape(-1, FRAME_SAMPLES))
     return [piece for piece in pieces if piece]
