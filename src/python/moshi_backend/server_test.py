@@ -3,11 +3,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import gc
 import os
 import socket
 import struct
 import threading
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -267,15 +269,30 @@ async def test_reset_in_the_middle_of_a_message_frees_the_session(backend: Runni
 
 
 async def test_many_connect_disconnect_cycles_leak_nothing(backend: RunningBackend) -> None:
-    await _still_serves(backend)
+    page = ogg_pages(tone(0.24))[0]
+
+    async def cycles(count: int) -> None:
+        for _ in range(count):
+            async with ChatClient.connect(backend.chat_url) as client:
+                await client.handshake()
+                await client.send_audio(page)
+        await backend.wait_idle()
+        await asyncio.sleep(0.1)
+
+    await cycles(10)  # warm: imports, pools and caches settle
     tasks_before = len(asyncio.all_tasks())
-    for _ in range(40):
-        async with ChatClient.connect(backend.chat_url) as client:
-            await client.handshake()
-            await client.send_audio(ogg_pages(tone(0.24))[0])
-    await backend.wait_idle()
-    await asyncio.sleep(0.1)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        await cycles(40)
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert len(asyncio.all_tasks()) <= tasks_before
+    # Client and server share this process; a leak of one session's state (decoder, encoder,
+    # buffers: tens of kB) times 40 would show far above this bound.
+    assert after - before < 512 * 1024, f"grew {after - before} bytes over 40 conversations"
     status, health = await backend.get_json("/health")
     assert status == 200 and health["sessions"] == {"active": 0, "capacity": 2}
 
