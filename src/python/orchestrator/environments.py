@@ -1,0 +1,135 @@
+"""The environments the services are started with, each built explicitly from the settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+from orchestrator.settings import StackSettings, env_name
+
+# Backend variables the orchestrator sets itself (or that configure the orchestrator, not the
+# backend); any other MOSHI_* variable of the caller is passed on to the backend unchanged.
+_MANAGED = frozenset(
+    {env_name(field) for field in StackSettings.model_fields}
+    | {"MOSHI_HOST", "MOSHI_WS_URL", "MOSHI_PROXY", "MOSHI_BACKEND_URL", "MOSHI_TRUST_SELF_SIGNED"}
+)
+_PASSED_TO_BACKEND = ("OTEL_EXPORTER_OTLP_ENDPOINT",)
+# The frontend gets only these from the caller's environment: it must never see HF_TOKEN.
+_FRONTEND_INHERITS = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NO_COLOR",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+_SECRET_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN"})
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def backend_variables(settings: StackSettings, environ: Mapping[str, str]) -> dict[str, str]:
+    """What the backend is given, in a container or as a process (MOSHI_HOST aside)."""
+    passed = {
+        key: value
+        for key, value in environ.items()
+        if (key.startswith("MOSHI_") and key not in _MANAGED) or key in _PASSED_TO_BACKEND
+    }
+    passed.update(
+        {
+            "MOSHI_PORT": str(settings.moshi_port),
+            "MOSHI_USE_SSL": _flag(settings.moshi_use_ssl),
+            "MOSHI_CPU_OFFLOAD": _flag(settings.moshi_cpu_offload),
+            "MOSHI_ENGINE": settings.moshi_engine.value,
+            "MOSHI_MODEL": settings.moshi_model,
+        }
+    )
+    if settings.token:
+        passed["HF_TOKEN"] = settings.token
+    return passed
+
+
+def python_path(entries: Sequence[str], source_root: str | None) -> str:
+    """PYTHONPATH for `python -m SERVICE`: the working tree first (so reload sees edits), then
+    what this interpreter imports from (a PEX's or a test sandbox's paths)."""
+    ordered = ([source_root] if source_root else []) + [entry for entry in entries if entry]
+    return os.pathsep.join(dict.fromkeys(ordered))
+
+
+def local_backend_environment(
+    settings: StackSettings, environ: Mapping[str, str], pythonpath: str
+) -> dict[str, str]:
+    # The backend is trusted with the token; it inherits the caller's environment like any
+    # locally started program, minus variables that would override the ones set here.
+    env = {
+        key: value
+        for key, value in environ.items()
+        if not key.startswith("MOSHI_") and key not in _SECRET_NAMES
+    }
+    env.update(backend_variables(settings, environ))
+    env.update(
+        {
+            "MOSHI_HOST": settings.publish_host,
+            "PYTHONPATH": pythonpath,
+            "PYTHONUNBUFFERED": "1",
+            "PERSONAPLEX_PROJECT": settings.project,
+        }
+    )
+    return env
+
+
+def container_environment(settings: StackSettings, environ: Mapping[str, str]) -> dict[str, str]:
+    return {**backend_variables(settings, environ), "MOSHI_HOST": "0.0.0.0"}
+
+
+def frontend_environment(
+    settings: StackSettings,
+    environ: Mapping[str, str],
+    *,
+    backend_host: str,
+    backend_port: int,
+    pythonpath: str,
+) -> dict[str, str]:
+    """Built from an allowlist, never by copying: HF_TOKEN must not reach the frontend."""
+    env = {key: environ[key] for key in _FRONTEND_INHERITS if key in environ}
+    env.update({key: value for key, value in environ.items() if key.startswith("APP_")})
+    scheme = "wss" if settings.moshi_use_ssl else "ws"
+    env.update(
+        {
+            "APP_HOST": settings.app_host,
+            "APP_PORT": str(settings.app_port),
+            "APP_RELOAD": "true",
+            "MOSHI_HOST": backend_host,
+            "MOSHI_PORT": str(backend_port),
+            "MOSHI_USE_SSL": _flag(settings.moshi_use_ssl),
+            "MOSHI_WS_URL": f"{scheme}://{backend_host}:{backend_port}/api/chat",
+            "PYTHONPATH": pythonpath,
+            "PYTHONUNBUFFERED": "1",
+            "PERSONAPLEX_PROJECT": settings.project,
+        }
+    )
+    if settings.moshi_use_ssl:
+        # The backend's certificate is self-signed by this same stack.
+        env["MOSHI_TRUST_SELF_SIGNED"] = "true"
+    token = settings.token
+    return {
+        key: value
+        for key, value in env.items()
+        if key not in _SECRET_NAMES and not (token and token in value)
+    }
+
+
+def config_hash(parts: Mapping[str, object]) -> str:
+    """A stable digest of what makes a container what it is (the token included, digested)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.environments import (
+    backend_variables,
+    config_hash,
+    container_environment,
+    frontend_environment,
+    local_backend_environment,
+)
+from orchestrator.secret_store import SecretStore
+from orchestrator.settings import StackSettings, load_settings
+
+TOKEN = "hf_environment_test_token"
+
+
+def _settings(tmp_path: Path, **environ: str) -> StackSettings:
+    return load_settings(environ=environ, secrets=SecretStore(tmp_path / "none.toml"))
+
+
+def test_backend_gets_the_token_and_the_settings(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, HF_TOKEN=TOKEN, MOSHI_PORT="9123", MOSHI_CPU_OFFLOAD="1")
+    caller = {"MOSHI_LOOPBACK_DELAY_MS": "5", "MOSHI_GPU": "on", "UNRELATED": "x"}
+    env = container_environment(settings, caller)
+    assert env["HF_TOKEN"] == TOKEN
+    assert env["MOSHI_PORT"] == "9123" and env["MOSHI_CPU_OFFLOAD"] == "true"
+    assert env["MOSHI_HOST"] == "0.0.0.0"
+    # The caller's other backend variables pass; the orchestrator's own and unrelated ones don't.
+    assert env["MOSHI_LOOPBACK_DELAY_MS"] == "5"
+    assert "MOSHI_GPU" not in env and "UNRELATED" not in env
+
+
+def test_local_backend_binds_the_publish_host(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, HF_TOKEN=TOKEN)
+    env = local_backend_environment(settings, {"PATH": "/bin", "MOSHI_HOST": "0.0.0.0"}, "/src")
+    assert env["MOSHI_HOST"] == "127.0.0.1" and env["PATH"] == "/bin"
+    assert env["PYTHONPATH"] == "/src" and env["HF_TOKEN"] == TOKEN
+
+
+def test_frontend_never_gets_the_token(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, HF_TOKEN=TOKEN)
+    caller = {
+        "PATH": "/bin",
+        "HF_TOKEN": TOKEN,
+        "HUGGING_FACE_HUB_TOKEN": TOKEN,
+        "SOMETHING_ELSE": f"prefix-{TOKEN}",
+        "APP_SSL_DIR": "/certs",
+    }
+    env = frontend_environment(
+        settings, caller, backend_host="127.0.0.1", backend_port=18998, pythonpath="/src"
+    )
+    assert TOKEN not in str(env)
+    assert env["APP_RELOAD"] == "true" and env["APP_SSL_DIR"] == "/certs"
+    assert env["MOSHI_WS_URL"] == "ws://127.0.0.1:18998/api/chat"
+    assert (env["MOSHI_HOST"], env["MOSHI_PORT"]) == ("127.0.0.1", "18998")
+
+
+def test_ssl_makes_the_frontend_trust_the_stacks_own_certificate(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, MOSHI_USE_SSL="true")
+    env = frontend_environment(
+        settings, {}, backend_host="127.0.0.1", backend_port=8998, pythonpath=""
+    )
+    assert env["MOSHI_WS_URL"].startswith("wss://") and env["MOSHI_TRUST_SELF_SIGNED"] == "true"
+
+
+def test_config_hash_follows_the_backend_configuration(tmp_path: Path) -> None:
+    one = backend_variables(_settings(tmp_path), {})
+    same = backend_variables(_settings(tmp_path), {})
+    other = backend_variables(_settings(tmp_path, MOSHI_CPU_OFFLOAD="true"), {})
+    assert config_hash({"env": one}) == config_hash({"env": same})
+    assert config_hash({"env": one}) != config_hash({"env": other})

@@ -1,0 +1,60 @@
+"""The typed events that watchers publish and subscribers (printer, dashboard) consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+BACKEND = "moshi-backend"
+FRONTEND = "frontend"
+BUILD = "build"
+ORCHESTRATOR = "orchestrator"
+
+
+class ResourceState(str, Enum):
+    PENDING = "pending"
+    BUILDING = "building"
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    # A persistent container that is left running when the orchestrator exits.
+    DETACHED = "detached"
+
+
+class Level(str, Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    resource: str
+    state: ResourceState
+    detail: str = ""
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    resource: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    resource: str
+    # None when the amount of work is unknown (a spinner rather than a bar).
+    fraction: float | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    text: str
+    level: Level = Level.INFO
+
+
+Event = StateChanged | LogLine | Progress | Notice

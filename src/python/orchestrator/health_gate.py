@@ -1,0 +1,109 @@
+"""Waiting for a service's /health from the host: progress while it loads, fail fast if it dies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from orchestrator.clock import Clock
+from orchestrator.errors import ServiceFailed
+from orchestrator.events import Progress
+from orchestrator.hub import EventHub
+
+
+@dataclass(frozen=True)
+class HealthAnswer:
+    status_code: int
+    document: dict[str, Any] | None
+
+
+class HealthProbe(Protocol):
+    async def __call__(self, url: str) -> HealthAnswer | None:
+        """The answer to GET url, or None while nothing answers."""
+
+
+class HttpProbe:
+    """GET with a short timeout; accepts the stack's own self-signed certificates on loopback."""
+
+    def __init__(self, timeout_s: float = 3.0) -> None:
+        self._timeout_s = timeout_s
+
+    async def __call__(self, url: str) -> HealthAnswer | None:
+        # The backend's and frontend's certificates are self-signed by this very stack.
+        async with httpx.AsyncClient(verify=False, timeout=self._timeout_s) as client:
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError:
+                return None
+        try:
+            document = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            document = None
+        return HealthAnswer(response.status_code, document if isinstance(document, dict) else None)
+
+
+# None while the service runs; otherwise how it ended ("exited with code 2").
+ExitCheck = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Gate:
+    resource: str
+    url: str
+    timeout_s: float
+    interval_s: float = 0.5
+
+
+def _backend_verdict(answer: HealthAnswer) -> bool:
+    document = answer.document or {}
+    return answer.status_code == 200 and document.get("status", "ready") == "ready"
+
+
+async def wait_healthy(
+    gate: Gate,
+    *,
+    probe: HealthProbe,
+    exited: ExitCheck,
+    hub: EventHub,
+    clock: Clock,
+    ready: Callable[[HealthAnswer], bool] = _backend_verdict,
+) -> HealthAnswer:
+    """The first healthy answer; ServiceFailed when the service dies, errs or runs out of time."""
+    deadline = clock.monotonic() + gate.timeout_s
+    shown: tuple[float | None, str] | None = None
+    while True:
+        ending = await exited()
+        if ending is not None:
+            raise ServiceFailed(f"{gate.resource} {ending} before it became healthy")
+        answer = await probe(gate.url)
+        if answer is not None:
+            if ready(answer):
+                return answer
+            document = answer.document or {}
+            if document.get("status") == "error":
+                raise ServiceFailed(
+                    f"{gate.resource} reports an error: {document.get('error') or 'unknown'}"
+                )
+            progress = _progress_of(document)
+            if progress != shown:
+                shown = progress
+                await hub.publish(Progress(gate.resource, *progress))
+        if clock.monotonic() >= deadline:
+            raise ServiceFailed(
+                f"{gate.resource} was not healthy at {gate.url} within {gate.timeout_s:.0f} s"
+                " (raise --health-timeout / PERSONAPLEX_HEALTH_TIMEOUT_S if it loads slowly)"
+            )
+        await clock.sleep(gate.interval_s)
+
+
+def _progress_of(document: dict[str, Any]) -> tuple[float | None, str]:
+    raw = document.get("progress")
+    fraction = float(raw) if isinstance(raw, int | float) else None
+    status = str(document.get("status", "starting"))
+    model = document.get("model")
+    message = f"{status} {model}" if model else status
+    return fraction, message

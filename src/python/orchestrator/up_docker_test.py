@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+from docker.models.containers import Container
+
+from orchestrator.docker_backend import LABEL_HASH, LABEL_OWNER, LABEL_PROJECT, LABEL_SERVICE
+from orchestrator.testing import (
+    CANARY_TOKEN,
+    UP_LINE,
+    orchestrator_process,
+    project_processes,
+    run_orchestrator,
+    stack_env,
+    unique_project,
+)
+from testsupport.polling import http_status
+
+# Where Pants puts the server PEX in this test's sandbox (runtime_package_dependencies).
+SERVER_PEX = "src.python.moshi_backend/server.pex"
+
+
+@dataclass
+class DockerStack:
+    client: docker.DockerClient
+    project: str
+    volume: str
+    env: dict[str, str]
+
+    def containers(self) -> list[Container]:
+        found: list[Container] = self.client.containers.list(
+            all=True, filters={"label": [f"{LABEL_PROJECT}={self.project}"]}
+        )
+        return found
+
+    def backend(self) -> Container:
+        (container,) = self.containers()
+        return container
+
+
+@pytest.fixture
+def stack(
+    docker_client: docker.DockerClient, local_base_image: str, tmp_path: Path
+) -> Iterator[DockerStack]:
+    project = unique_project()
+    volume = f"test-hf-cache-{uuid.uuid4().hex[:10]}"
+    env = stack_env(
+        tmp_path,
+        project,
+        {
+            "MOSHI_BASE_IMAGE": local_base_image,
+            "MOSHI_BACKEND_PEX": SERVER_PEX,
+            "HF_CACHE_VOLUME": volume,
+            "MOSHI_GPU": "auto",
+        },
+    )
+    created = DockerStack(docker_client, project, volume, env)
+    try:
+        yield created
+    finally:
+        for container in created.containers():
+            container.remove(force=True)
+        for image in docker_client.images.list(filters={"label": f"{LABEL_PROJECT}={project}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(str(image.id), force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.volumes.get(volume).remove(force=True)
+
+
+def _exec_env(container: Container) -> dict[str, str]:
+    result = container.exec_run(["env"])
+    assert result.exit_code == 0 and isinstance(result.output, bytes)
+    pairs = (line.partition("=") for line in result.output.decode().splitlines())
+    return {key: value for key, _, value in pairs}
+
+
+def _up_seconds(output: str) -> float:
+    match = re.search(r"stack is up in ([\d.]+) s", output)
+    assert match, output
+    return float(match.group(1))
+
+
+def _up_and_stop(stack: DockerStack, *args: str) -> tuple[str, Container]:
+    """One `up` until healthy, then SIGTERM; the output and the backend container."""
+    with orchestrator_process(["up", *args], stack.env, stack.project) as orchestrator:
+        orchestrator.wait_output(UP_LINE, timeout_s=300)
+        container = stack.backend()
+        port = stack.env["MOSHI_PORT"]
+        answer = http_status(f"http://127.0.0.1:{port}/health")
+        assert answer is not None and answer[0] == 200
+        frontend = http_status(f"http://127.0.0.1:{stack.env['APP_PORT']}/api/config")
+        assert frontend is not None and frontend[0] == 200
+        config = json.loads(frontend[1])
+        assert config["moshi_ws_url"] == f"ws://127.0.0.1:{port}/api/chat"
+        assert CANARY_TOKEN not in frontend[1].decode()
+        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
+        output = orchestrator.output()
+    assert CANARY_TOKEN not in output
+    assert project_processes(stack.project) == []
+    return output, container
+
+
+def test_persistent_container_is_reused_then_recreated_when_the_configuration_changes(
+    stack: DockerStack,
+) -> None:
+    first_output, first = _up_and_stop(stack)
+    assert f"created model cache volume {stack.volume}" in first_output
+    assert f"backend container {first.short_id} created" in first_output
+    first.reload()
+    # Persistent lifetime: Ctrl-C leaves the backend running for the next `up`.
+    assert first.status == "running"
+    assert first.labels[LABEL_OWNER] == "1" and first.labels[LABEL_SERVICE] == "moshi-backend"
+    port = stack.env["MOSHI_PORT"]
+    binding = first.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]
+    assert binding == {"HostIp": "127.0.0.1", "HostPort": port}
+    mounts = {m["Name"]: m["Destination"] for m in first.attrs["Mounts"] if m["Type"] == "volume"}
+    assert mounts == {stack.volume: "/root/.cache/huggingface"}
+    injected = _exec_env(first)
+    assert injected["HF_TOKEN"] == CANARY_TOKEN
+    assert injected["MOSHI_PORT"] == port
+    assert injected["MOSHI_ENGINE"] == "auto"
+    assert injected["MOSHI_USE_SSL"] == "false" and injected["MOSHI_CPU_OFFLOAD"] == "false"
+    assert injected["MOSHI_MODEL"] == "nvidia/personaplex-7b-v1"
+
+    second_output, second = _up_and_stop(stack)
+    assert second.id == first.id
+    assert f"backend container {first.short_id} reused" in second_output
+    assert f"reusing model cache volume {stack.volume}" in second_output
+    assert "created model cache volume" not in second_output
+    print(f"docker up: cold {_up_seconds(first_output)} s, reuse {_up_seconds(second_output)} s")
+
+    third_output, third = _up_and_stop(stack, "--cpu-offload")
+    assert third.id != first.id
+    assert f"backend container {third.short_id} recreated" in third_output
+    assert _exec_env(third)["MOSHI_CPU_OFFLOAD"] == "true"
+    assert third.labels[LABEL_HASH] != first.labels[LABEL_HASH]
+    assert [c.id for c in stack.containers()] == [third.id]
+
+    down = run_orchestrator(["down"], stack.env)
+    assert down.returncode == 0, down.stderr
+    assert stack.containers() == []
+    # The model cache outlives `down`: re-downloading weights is what it exists to avoid.
+    stack.client.volumes.get(stack.volume)
+
+
+def test_build_command_builds_the_backend_image_only(stack: DockerStack) -> None:
+    result = run_orchestrator(["build"], stack.env, timeout_s=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tag = f"{stack.project}-moshi-backend:dev"
+    assert f"built {tag}" in result.stdout
+    assert stack.client.images.get(tag).labels[LABEL_PROJECT] == stack.project
+    assert stack.containers() == []
+
+
+def test_gpu_requested_without_nvidia_runtime_falls_back_to_the_cpu(stack: DockerStack) -> None:
+    if "nvidia" in (stack.client.info().get("Runtimes") or {}):
+        pytest.skip("this engine has the NVIDIA runtime: there is no fallback to see")
+    output, container = _up_and_stop(stack, "--gpu", "on", "--no-persistent")
+    fallback = [line for line in output.splitlines() if "GPU requested" in line]
+    assert len(fallback) == 1, output
+    assert "could not select device driver" in fallback[0] and "runs on the CPU" in fallback[0]
+    # Not persistent: the container went with the orchestrator.
+    with pytest.raises(docker.errors.NotFound):
+        container.reload()
+
+
+def test_container_that_exits_at_start_fails_with_its_log_lines(stack: DockerStack) -> None:
+    stack.env["MOSHI_LOOPBACK_DELAY_MS"] = "-1"
+    result = run_orchestrator(["up"], stack.env, timeout_s=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "moshi-backend exited with code 2 before it became healthy" in result.stderr
+    assert "invalid MOSHI_LOOPBACK_DELAY_MS" in result.stderr
+    assert stack.containers() == []
+
+
+def test_unavailable_base_image_falls_back_to_a_local_process(stack: DockerStack) -> None:
+    # A registry that refuses at once: not present locally, and the pull fails.
+    missing = "127.0.0.1:9/personaplex/no-such-base:1"
+    stack.env["MOSHI_BASE_IMAGE"] = missing
+    with orchestrator_process(["up"], stack.env, stack.project) as orchestrator:
+        output = orchestrator.wait_output(UP_LINE)
+        lines = [line for line in output.splitlines() if missing in line]
+        assert len(lines) == 1, output
+        assert "--moshi-base-image" in lines[0] and "local process" in lines[0]
+        assert "moshi-backend: starting (local process)" in output
+        assert stack.containers() == []
+        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
+    assert project_processes(stack.project) == []
