@@ -14,6 +14,7 @@ from aiohttp import web
 from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
+from moshi_backend.access_log import QuietPollsAccessLogger
 from moshi_backend.engine import EngineError
 from moshi_backend.engines.registry import create_engine
 from moshi_backend.server import ChatServer
@@ -83,7 +84,7 @@ async def _serve(settings: BackendSettings, stop: asyncio.Event, tracer: Tracer)
     ssl_context = None
     if settings.moshi_use_ssl:
         ssl_context = server_ssl_context(settings.moshi_ssl_dir, settings.moshi_host)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=QuietPollsAccessLogger)
     await runner.setup()
     try:
         site = web.TCPSite(

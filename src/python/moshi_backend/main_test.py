@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from testsupport.polling import wait_for
 from testsupport.processes import (
     free_port,
     python_module_command,
@@ -74,3 +75,20 @@ def test_bad_configuration_is_one_clear_error(
     )
     assert result.returncode == code, result.stderr
     assert message in result.stderr
+
+
+def test_access_log_leaves_out_successful_health_polls() -> None:
+    port = free_port()
+    with service_process(_backend("--engine", "loopback", "--port", str(port))) as backend:
+        for _ in range(3):
+            backend.wait_http(f"http://127.0.0.1:{port}/health")
+        backend.wait_http(f"http://127.0.0.1:{port}/api/voices")
+        backend.wait_http(f"http://127.0.0.1:{port}/nowhere", expect_status=404)
+        wait_for(
+            lambda: True if "GET /nowhere" in backend.output() else None,
+            what="access log line",
+            timeout_s=10,
+        )
+        log = backend.output()
+    assert "GET /api/voices" in log
+    assert "GET /health" not in log
