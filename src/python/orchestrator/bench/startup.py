@@ -1,0 +1,511 @@
+"""Startup benchmark of `up`: time until both services answer /health, and frontend reload time.
+
+Scenarios, each a real `python -m orchestrator up` child process on free ports:
+
+* cold:   the bench project's backend image and containers removed first (the base image kept);
+* hot:    `up` again while the persistent backend container of the previous run still runs;
+* warm:   image present, container removed (`down`);
+* local:  `--backend local`;
+* reload: with a local `up` running the frontend from a temporary copy of src/python/frontend
+  (`--repo-root` puts that copy first on the frontend's PYTHONPATH and uvicorn watches it), the
+  time from writing an edit of routes/config.py until /api/config shows it and /health is 200.
+
+Goals (the orchestrator issue): hot <= 3 s, reload <= 2 s. Everything the bench starts belongs to a
+bench-unique project and is removed at the end, on failure too.
+
+    ./pants --concurrent run src/python/orchestrator/bench/startup.py -- --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+COLD, WARM, HOT, LOCAL, RELOAD = "cold", "warm", "hot", "local", "reload"
+SCENARIOS = (COLD, HOT, WARM, LOCAL, RELOAD)
+GOALS_S = {HOT: 3.0, RELOAD: 2.0}
+DEFAULT_BASE_IMAGE = "personaplex-local-base:bookworm"
+SERVER_PEX = Path("dist/src.python.moshi_backend/server.pex")
+UP_PATTERN = re.compile(r"stack is up in ([\d.]+) s")
+LABEL_PROJECT = "personaplex.project"  # orchestrator.docker_backend.LABEL_PROJECT
+_POLL_S = 0.02
+_CONTAINER = re.compile(r"backend container \w+ (created|reused|recreated)")
+_RELOAD_EDIT = re.compile(r"^RECONNECT_DELAY_MS = \d+", re.MULTILINE)
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclass
+class Sample:
+    seconds: float  # spawn (or edit) until both /health answer 200, seen from the bench
+    reported_s: float | None = None  # the orchestrator's own "stack is up in N s"
+
+
+@dataclass
+class Results:
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def add(self, scenario: str, sample: Sample) -> None:
+        self.samples.setdefault(scenario, []).append(sample)
+        reported = f" (orchestrator: {sample.reported_s:.1f} s)" if sample.reported_s else ""
+        print(f"  {scenario:<6} {sample.seconds:6.2f} s{reported}  [{load_line()}]", flush=True)
+
+
+def load_line() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def machine_line() -> str:
+    return f"{os.cpu_count()} cores, {load_line()}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, bytes] | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), bytes(error.read())
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def healthy(url: str) -> bool:
+    answer = http_get(url)
+    return answer is not None and answer[0] == 200
+
+
+def find_repo_root() -> Path:
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for directory in (start, *start.parents):
+            if (directory / "pants").is_file() and (directory / "src/python/frontend").is_dir():
+                return directory
+    raise BenchError("run from the repository (no ./pants with src/python/frontend above here)")
+
+
+@dataclass
+class Stack:
+    """Settings shared by every `up` of one bench run: one project, its state, its ports."""
+
+    project: str
+    root: Path  # temporary: state, config, logs
+    repo_root: Path
+    base_image: str
+    backend_pex: Path | None
+    moshi_port: int = 0
+    app_port: int = 0
+    timeout_s: float = 300.0
+
+    def new_ports(self) -> None:
+        self.moshi_port, self.app_port = free_port(), free_port()
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # The bench's imports (a PEX's or Pants' sandbox) are what the services import too.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        for name in (
+            "PERSONAPLEX_CONFIG",
+            "MOSHI_GPU",
+            "MOSHI_BACKEND",
+            "MOSHI_BACKEND_PEX",
+            "HF_TOKEN",
+        ):
+            env.pop(name, None)
+        env.update(
+            {
+                "XDG_STATE_HOME": str(self.root / "state"),
+                "XDG_CONFIG_HOME": str(self.root / "config"),
+                "PERSONAPLEX_PROJECT": self.project,
+                "PERSONAPLEX_HEALTH_TIMEOUT_S": str(self.timeout_s),
+                "HF_CACHE_VOLUME": f"{self.project}-hf-cache",
+                "MOSHI_BASE_IMAGE": self.base_image,
+                "MOSHI_PORT": str(self.moshi_port),
+                "APP_PORT": str(self.app_port),
+            }
+        )
+        if self.backend_pex is not None:
+            env["MOSHI_BACKEND_PEX"] = str(self.backend_pex)
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "orchestrator", *args]
+
+    def run(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args),
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+    def down(self) -> None:
+        result = self.run("down", "--volumes", "--repo-root", str(self.repo_root))
+        if result.returncode != 0:
+            raise BenchError(f"`down` exited {result.returncode}: {result.stderr}")
+
+    def backend_url(self) -> str:
+        return f"http://127.0.0.1:{self.moshi_port}"
+
+    def frontend_url(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"
+
+
+@dataclass
+class Up:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started: float
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def reported_s(self, timeout_s: float = 5.0) -> float | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            match = UP_PATTERN.search(self.output())
+            if match or time.monotonic() > deadline:
+                return float(match.group(1)) if match else None
+            time.sleep(_POLL_S)
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout_s: float) -> float:
+        """Seconds since spawn at which condition() first held."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if self.process.poll() is not None:
+                raise BenchError(
+                    f"orchestrator exited {self.process.returncode} before {what}:\n"
+                    + self.output()[-3000:]
+                )
+            if time.monotonic() > deadline:
+                raise BenchError(f"{what}: not within {timeout_s:.0f} s\n{self.output()[-3000:]}")
+            time.sleep(_POLL_S)
+        return time.monotonic() - self.started
+
+    def interrupt(self, timeout_s: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_up(stack: Stack, *args: str) -> Iterator[Up]:
+    """`up ARGS` as a child; SIGINT and wait on exit, then any process left of the project dies."""
+    # Only a frontend of this very run may answer: a leftover would be measured instead.
+    if http_get(f"{stack.frontend_url()}/health") is not None:
+        raise BenchError(f"something already answers at {stack.frontend_url()}")
+    log_path = stack.root / f"up-{uuid.uuid4().hex[:6]}.log"
+    with log_path.open("wb") as log_file:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            stack.command("up", "--repo-root", str(stack.repo_root), *args),
+            env=stack.env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    up = Up(process, log_path, started)
+    try:
+        yield up
+    finally:
+        up.interrupt()
+        kill_project_processes(stack.project)
+
+
+def time_up(stack: Stack, *args: str, container: str | None = None) -> Sample:
+    """One `up` until both /health answer 200 (polled here), then SIGINT; with container, the
+    backend container must have been `created` or `reused` as the scenario says."""
+    with running_up(stack, *args) as up:
+        health = [f"{stack.backend_url()}/health", f"{stack.frontend_url()}/health"]
+        seconds = up.wait_until(
+            lambda: all(healthy(url) for url in health), "both /health 200", stack.timeout_s
+        )
+        reported = up.reported_s()
+        code = up.interrupt()
+        output = up.output()
+        if code != 128 + signal.SIGINT:
+            raise BenchError(f"`up` exited {code} on SIGINT:\n{output[-3000:]}")
+    if container is not None:
+        match = _CONTAINER.search(output)
+        if match is None or match.group(1) != container:
+            raise BenchError(f"expected the container {container}:\n{output[-3000:]}")
+    return Sample(seconds, reported)
+
+
+def kill_project_processes(project: str) -> None:
+    marker = f"PERSONAPLEX_PROJECT={project}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+# --- Docker ----------------------------------------------------------------------------------
+
+
+def remove_project_docker(stack: Stack, *, images: bool) -> None:
+    """The project's containers (and its images, if asked); never the base image."""
+    import docker.errors
+
+    client = docker.from_env()
+    try:
+        label = f"{LABEL_PROJECT}={stack.project}"
+        for container in client.containers.list(all=True, filters={"label": [label]}):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        if images:
+            for image in client.images.list(filters={"label": label}):
+                if stack.base_image in image.tags:
+                    continue
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(str(image.id), force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            client.volumes.get(f"{stack.project}-hf-cache").remove(force=True)
+    finally:
+        client.close()
+
+
+def project_images(stack: Stack) -> int:
+    import docker
+
+    client = docker.from_env()
+    try:
+        return len(client.images.list(filters={"label": f"{LABEL_PROJECT}={stack.project}"}))
+    finally:
+        client.close()
+
+
+def ensure_base_image(tag: str) -> None:
+    import docker
+    import docker.errors
+
+    client = docker.from_env()
+    try:
+        try:
+            client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            if tag != DEFAULT_BASE_IMAGE:
+                raise BenchError(f"base image {tag} is not on this engine") from None
+            from testsupport.base_image import ensure_local_base_image
+
+            print(f"building {tag} (debootstrap, about a minute)", flush=True)
+            ensure_local_base_image(client, tag)
+    finally:
+        client.close()
+
+
+def docker_round(stack: Stack, results: Results, scenarios: Sequence[str]) -> None:
+    """cold, hot (after cold), warm (after `down`), hot (after warm), on one pair of ports:
+    the ports are part of the container's configuration, so hot can reuse it."""
+    stack.new_ports()
+    remove_project_docker(stack, images=True)
+    if project_images(stack):
+        raise BenchError(f"the images of {stack.project} could not be removed")
+    if COLD in scenarios:
+        results.add(COLD, time_up(stack, container="created"))
+    if HOT in scenarios:
+        if COLD not in scenarios:
+            time_up(stack)  # something to reuse
+        results.add(HOT, time_up(stack, container="reused"))
+    if WARM in scenarios:
+        stack.down()
+        remove_project_docker(stack, images=False)
+        if not project_images(stack):
+            time_up(stack)  # warm needs the image
+            stack.down()
+        results.add(WARM, time_up(stack, container="created"))
+        if HOT in scenarios:
+            results.add(HOT, time_up(stack, container="reused"))
+    stack.down()
+
+
+# --- local and reload --------------------------------------------------------------------------
+
+
+def local_round(stack: Stack, results: Results) -> Sample:
+    stack.new_ports()
+    sample = time_up(stack, "--backend", "local")
+    results.add(LOCAL, sample)
+    return sample
+
+
+def frontend_copy(repo_root: Path, into: Path) -> Path:
+    """A copy of src/python/frontend under into/src/python: `up --repo-root into` runs it."""
+    target = into / "src" / "python" / "frontend"
+    shutil.copytree(
+        repo_root / "src" / "python" / "frontend",
+        target,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    return target / "routes" / "config.py"
+
+
+def reload_round(stack: Stack, results: Results, edits: int) -> None:
+    """Edits of the copied routes/config.py while a local `up` runs: write to visible change."""
+    tree = Path(tempfile.mkdtemp(prefix="reload-", dir=stack.root))
+    config_py = frontend_copy(stack.repo_root, tree)
+    original = config_py.read_text()
+    if not _RELOAD_EDIT.search(original):
+        raise BenchError(f"no `RECONNECT_DELAY_MS = N` line in {config_py} to edit")
+    stack.new_ports()
+    frontend_only = Stack(
+        stack.project, stack.root, tree, stack.base_image, None, stack.moshi_port, stack.app_port
+    )
+    config_url, health_url = f"{stack.frontend_url()}/api/config", f"{stack.frontend_url()}/health"
+    with running_up(frontend_only, "--backend", "local") as up:
+        up.wait_until(lambda: healthy(health_url), "frontend /health 200", stack.timeout_s)
+        up.reported_s()
+        for edit in range(1, edits + 1):
+            wanted = 4000 + edit
+
+            def shows_edit(wanted: int = wanted) -> bool:
+                answer = http_get(config_url)
+                if answer is None or answer[0] != 200:
+                    return False
+                shown = json.loads(answer[1]).get("reconnect_delay_ms") == wanted
+                return shown and healthy(health_url)
+
+            time.sleep(1.0)  # let the reloader settle after the previous restart
+            written = time.monotonic()
+            config_py.write_text(_RELOAD_EDIT.sub(f"RECONNECT_DELAY_MS = {wanted}", original))
+            up.wait_until(
+                shows_edit,
+                f"/api/config showing reconnect_delay_ms={wanted}",
+                60,
+            )
+            results.add(RELOAD, Sample(time.monotonic() - written))
+        code = up.interrupt()
+        if code != 128 + signal.SIGINT:
+            raise BenchError(f"`up` exited {code} on SIGINT:\n{up.output()[-3000:]}")
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def table(results: Results) -> str:
+    header = ("scenario", "runs", "min s", "median s", "orch. median s", "goal", "result")
+    rows: list[tuple[str, ...]] = [header]
+    for scenario in SCENARIOS:
+        samples = results.samples.get(scenario)
+        if not samples:
+            continue
+        seconds = [s.seconds for s in samples]
+        reported = [s.reported_s for s in samples if s.reported_s is not None]
+        median = statistics.median(seconds)
+        goal = GOALS_S.get(scenario)
+        rows.append(
+            (
+                scenario,
+                str(len(samples)),
+                f"{min(seconds):.2f}",
+                f"{median:.2f}",
+                f"{statistics.median(reported):.1f}" if reported else "-",
+                f"<= {goal:.0f} s" if goal else "-",
+                ("PASS" if median <= goal else "FAIL") if goal else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per scenario (default 1)")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    parser.add_argument("--moshi-base-image", default=DEFAULT_BASE_IMAGE)
+    parser.add_argument(
+        "--backend-pex", type=Path, help=f"prebuilt server PEX (default {SERVER_PEX}, copied)"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="per `up`, seconds")
+    args = parser.parse_args(argv)
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown or args.repeat < 1:
+        parser.error(f"unknown scenarios {sorted(unknown)}" if unknown else "--repeat >= 1")
+
+    repo_root = find_repo_root()
+    project = f"bench-{uuid.uuid4().hex[:8]}"
+    docker_wanted = bool({COLD, WARM, HOT} & set(scenarios))
+    results = Results()
+    print(f"project {project}; {machine_line()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="startup-bench-") as directory:
+        root = Path(directory)
+        pex = args.backend_pex or repo_root / SERVER_PEX
+        backend_pex: Path | None = None
+        if docker_wanted and pex.is_file():
+            # A copy: a concurrent `./pants package` must not change it between runs.
+            backend_pex = root / "server.pex"
+            shutil.copy2(pex, backend_pex)
+        elif docker_wanted:
+            print(f"no {pex}: every image build also packages the backend with Pants", flush=True)
+        stack = Stack(
+            project, root, repo_root, args.moshi_base_image, backend_pex, timeout_s=args.timeout
+        )
+        try:
+            if docker_wanted:
+                ensure_base_image(args.moshi_base_image)
+            for round_number in range(1, args.repeat + 1):
+                print(f"round {round_number}/{args.repeat}", flush=True)
+                if docker_wanted:
+                    docker_round(stack, results, scenarios)
+                if LOCAL in scenarios:
+                    local_round(stack, results)
+            if RELOAD in scenarios:
+                reload_round(stack, results, args.repeat)
+        except BenchError as error:
+            print(f"bench failed: {error}", file=sys.stderr)
+            return 1
+        finally:
+            kill_project_processes(project)
+            with contextlib.suppress(Exception):
+                stack.down()
+            if docker_wanted:
+                remove_project_docker(stack, images=True)
+        print()
+        print(table(results))
+        print(f"machine: {machine_line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
