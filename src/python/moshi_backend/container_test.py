@@ -59,3 +59,8 @@ def test_container_serves_health_and_chat(
                     pass
 
         asyncio.run(one_echo())
+        # The image's VOLUME gives each container an anonymous volume of its own.
+        anonymous = [m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume"]
+    assert anonymous
+    remaining = {volume.name for volume in docker_client.volumes.list()}
+    assert not remaining.intersection(anonymous), "the container's volume outlived it"

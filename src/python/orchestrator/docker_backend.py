@@ -212,7 +212,7 @@ class BackendContainer:
             with contextlib.suppress(docker.errors.NotFound):
                 self._container.stop(timeout=_STOP_TIMEOUT_S)
                 if remove:
-                    self._container.remove(force=True)
+                    self._container.remove(force=True, v=True)
 
         try:
             await asyncio.to_thread(stop_blocking)
@@ -416,7 +416,7 @@ class DockerEngine:
                 container.start()
             except docker.errors.APIError as error:
                 # A created container that cannot start would block the name: never keep it.
-                container.remove(force=True)
+                container.remove(force=True, v=True)
                 explanation = str(error.explanation or error)
                 if gpu and _NO_GPU_DRIVER in explanation:
                     raise _NoGpu(explanation) from error

@@ -70,7 +70,8 @@ def running_container(
     try:
         yield container, host_port
     finally:
-        container.remove(force=True)
+        # v=True: the anonymous volume behind the image's VOLUME goes with the container.
+        container.remove(force=True, v=True)
 
 
 def container_logs(container: Container) -> str:
