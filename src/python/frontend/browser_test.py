@@ -8,42 +8,24 @@ backend, and back through the page's demuxer, decoder and jitter buffer.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from frontend.browser_testing import (
     LIVE_TIMEOUT_S,
-    launch_voice_browser,
     live_screenshot,
-    make_speech_wav,
     occupied_slot,
     open_voice_page,
     running_backend,
     running_frontend,
     wait_frames_in,
 )
-from testsupport.gate import require
 from testsupport.processes import free_port
 
 # The page's decoded echo must be speech, not the near-silence of a broken pipeline. Speech
 # from espeak peaks near full scale; this leaves ample room for gain and noise suppression.
 MIN_ECHO_PEAK = 0.05
-
-
-@pytest.fixture(scope="module")
-def voice_browser(
-    chromium_executable: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Browser]:
-    directory = tmp_path_factory.mktemp("speech")
-    wav = require("synthetic speech", lambda: make_speech_wav(directory))
-    with sync_playwright() as playwright:
-        # Not the shared `browser` fixture: the microphone must play this file.
-        browser = launch_voice_browser(playwright, chromium_executable, wav)
-        yield browser
-        browser.close()
 
 
 def test_direct_conversation_sends_plays_and_transcribes(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from moshi_protocol.client import ChatClient
-from testsupport.chromium import CHROMIUM_ARGS, find_chromium
-from testsupport.gate import Unavailable
+from testsupport.chromium import find_chromium, launch_voice_browser
 from testsupport.polling import wait_for
 from testsupport.processes import (
     ServiceProcess,
@@ -34,41 +31,12 @@ from testsupport.processes import (
     python_module_command,
     service_process,
 )
+from testsupport.speech import make_speech_wav
 
-# Long enough to hold a few model frames of speech and pauses; Chromium loops the file.
-SPEECH_TEXT = (
-    "Hello! I would like to book a bike for tomorrow morning. "
-    "How much does it cost for two hours, and are you open at eight?"
-)
 # Generous: two slow cores run Chromium, the backend and the frontend at once.
 STARTUP_TIMEOUT_S = 60.0
 LIVE_TIMEOUT_S = 45.0
 FLOW_TIMEOUT_S = 45.0
-
-
-def make_speech_wav(directory: Path, text: str = SPEECH_TEXT) -> Path:
-    """A 48 kHz mono WAV of synthetic speech; Unavailable without espeak-ng or sox."""
-    espeak, sox = shutil.which("espeak-ng"), shutil.which("sox")
-    if espeak is None or sox is None:
-        raise Unavailable("espeak-ng and sox are needed to make the microphone's speech")
-    raw, wav = directory / "espeak.wav", directory / "speech.wav"
-    for command in (
-        [espeak, "-w", str(raw), text],
-        [sox, str(raw), "-r", "48000", "-c", "1", str(wav)],
-    ):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-        if result.returncode != 0:
-            raise Unavailable(f"{command[0]} exited {result.returncode}: {result.stderr.strip()}")
-    return wav
-
-
-def launch_voice_browser(playwright: Playwright, executable: str, speech_wav: Path) -> Browser:
-    """Headless Chromium whose microphone plays speech_wav in a loop."""
-    return playwright.chromium.launch(
-        executable_path=executable,
-        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}"],
-        headless=True,
-    )
 
 
 @dataclass

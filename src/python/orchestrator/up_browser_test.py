@@ -7,14 +7,12 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 import frontend
-from frontend.browser_testing import launch_voice_browser, make_speech_wav, open_voice_page
+from frontend.browser_testing import open_voice_page
 from orchestrator.testing import (
     UP_LINE,
     Orchestrator,
@@ -23,25 +21,12 @@ from orchestrator.testing import (
     stack_env,
     unique_project,
 )
-from testsupport.gate import require
 from testsupport.polling import http_status, wait_for
 
 # Generous: two slow cores run Chromium, the orchestrator and both services at once.
 UP_TIMEOUT_S = 180.0
 RELOAD_BOUND_S = 60.0
 PROBE_PERSONA = "Reload probe"
-
-
-@pytest.fixture(scope="module")
-def voice_browser(
-    chromium_executable: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Browser]:
-    directory = tmp_path_factory.mktemp("speech")
-    wav = require("synthetic speech", lambda: make_speech_wav(directory))
-    with sync_playwright() as playwright:
-        browser = launch_voice_browser(playwright, chromium_executable, wav)
-        yield browser
-        browser.close()
 
 
 def _local_env(root: Path, project: str, extra: dict[str, str] | None = None) -> dict[str, str]:

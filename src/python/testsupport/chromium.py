@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
+
+from playwright.sync_api import Browser, Playwright
 
 from testsupport.environment import TestEnvironment, test_environment
 from testsupport.gate import Unavailable
@@ -44,3 +47,12 @@ def find_chromium(env: TestEnvironment | None = None) -> str:
         raise Unavailable(f"{path} --version exited {result.returncode}: {result.stderr.strip()}")
     looked_for = env.chromium_path or ", ".join(_NAMES)
     raise Unavailable(f"no Chromium executable found (looked for {looked_for}; set CHROMIUM_PATH)")
+
+
+def launch_voice_browser(playwright: Playwright, executable: str, speech_wav: Path) -> Browser:
+    """Headless Chromium whose microphone plays speech_wav in a loop."""
+    return playwright.chromium.launch(
+        executable_path=executable,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_wav}"],
+        headless=True,
+    )

@@ -9,9 +9,10 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from testsupport.base_image import ensure_local_base_image
-from testsupport.chromium import CHROMIUM_ARGS, find_chromium
+from testsupport.chromium import CHROMIUM_ARGS, find_chromium, launch_voice_browser
 from testsupport.docker_engine import connect
 from testsupport.gate import require
+from testsupport.speech import make_speech_wav
 
 
 @pytest.fixture(scope="session")
@@ -37,5 +38,18 @@ def browser(chromium_executable: str) -> Iterator[Browser]:
         launched = playwright.chromium.launch(
             executable_path=chromium_executable, args=CHROMIUM_ARGS, headless=True
         )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def voice_browser(
+    chromium_executable: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
+    """Chromium whose microphone plays synthetic speech (the shared `browser` has none)."""
+    directory = tmp_path_factory.mktemp("speech")
+    wav = require("synthetic speech", lambda: make_speech_wav(directory))
+    with sync_playwright() as playwright:
+        launched = launch_voice_browser(playwright, chromium_executable, wav)
         yield launched
         launched.close()
