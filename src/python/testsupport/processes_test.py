@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 from testsupport.polling import wait_for
+from testsupport.processes import subprocess_env
 
 
 def _alive(pid: int) -> bool:
@@ -31,7 +32,7 @@ def test_service_dies_with_a_test_process_that_is_killed() -> None:
             time.sleep(120)
         """
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = subprocess_env({})
     parent = subprocess.Popen(
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,

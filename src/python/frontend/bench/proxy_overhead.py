@@ -19,13 +19,13 @@ from moshi_backend.bench.roundtrip import (
     RoundTrips,
     ServerProcess,
     backend_command,
-    free_port,
     load_report,
     machine_line,
     measure,
     merged,
 )
 from moshi_backend.testing import ogg_pages, tone
+from testsupport.processes import free_port
 
 DIRECT = "direct"
 PROXY = "proxy"

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from moshi_backend.bench import floor_server
 from moshi_backend.testing import ogg_pages, tone
 from moshi_protocol.client import ChatClient
 from moshi_protocol.messages import FRAME_SAMPLES, FRAME_SECONDS, MessageKind
+from testsupport.processes import free_port, subprocess_env
 
 SERVER = "server"
 FLOOR = "floor"
@@ -165,20 +165,6 @@ def round_trips(target: str, times: Sequence[SessionTimes], warmup_frames: int) 
 # The servers, as subprocesses
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((_HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    # Inside a Pants-built PEX or venv the dependencies are found through sys.path, which a
-    # bare `python -m` would not rebuild on its own.
-    path = os.pathsep.join(entry for entry in sys.path if entry)
-    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
-
-
 def backend_command(port: int, max_sessions: int) -> list[str]:
     return [
         sys.executable,
@@ -239,7 +225,7 @@ class ServerProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env=_child_environment(self._env),
+                env=subprocess_env(self._env or {}),
             )
 
     def _failure(self, what: str) -> BenchError:
@@ -284,7 +270,7 @@ async def running_targets(
 ) -> AsyncIterator[dict[str, Target]]:
     """The backend and the floor on free ports, ready; both terminated on the way out."""
     with tempfile.TemporaryDirectory(prefix="moshi-bench-") as logs:
-        backend_port, floor_port = free_port(), free_port()
+        backend_port, floor_port = free_port(_HOST), free_port(_HOST)
         processes = [
             ServerProcess(
                 SERVER,

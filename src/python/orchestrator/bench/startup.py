@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testsupport.processes import free_port, subprocess_env
+
 COLD, WARM, HOT, LOCAL, RELOAD = "cold", "warm", "hot", "local", "reload"
 SCENARIOS = (COLD, HOT, WARM, LOCAL, RELOAD)
 GOALS_S = {HOT: 3.0, RELOAD: 2.0}
@@ -74,14 +76,6 @@ def load_line() -> str:
 
 def machine_line() -> str:
     return f"{os.cpu_count()} cores, {load_line()}"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(url: str) -> tuple[int, bytes] | None:
@@ -127,9 +121,8 @@ class Stack:
         self.moshi_port, self.app_port = free_port(), free_port()
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
         # The bench's imports (a PEX's or Pants' sandbox) are what the services import too.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env = subprocess_env({})
         for name in (
             "PERSONAPLEX_CONFIG",
             "MOSHI_GPU",
