@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testsupport.polling import GaveUp, http_status, wait_for
 from testsupport.processes import free_port, subprocess_env
 
 COLD, WARM, HOT, LOCAL, RELOAD = "cold", "warm", "hot", "local", "reload"
@@ -78,21 +79,8 @@ def machine_line() -> str:
     return f"{os.cpu_count()} cores, {load_line()}"
 
 
-def http_get(url: str) -> tuple[int, bytes] | None:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as error:
-        return int(error.code), bytes(error.read())
-    except (urllib.error.URLError, OSError):
-        return None
-
-
 def healthy(url: str) -> bool:
-    answer = http_get(url)
+    answer = http_status(url)
     return answer is not None and answer[0] == 200
 
 
@@ -182,25 +170,35 @@ class Up:
         return self.log_path.read_text(errors="replace")
 
     def reported_s(self, timeout_s: float = 5.0) -> float | None:
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def probe() -> float | None:
             match = UP_PATTERN.search(self.output())
-            if match or time.monotonic() > deadline:
-                return float(match.group(1)) if match else None
-            time.sleep(_POLL_S)
+            return float(match.group(1)) if match else None
+
+        try:
+            return wait_for(probe, what="the up line", timeout_s=timeout_s, interval_s=_POLL_S)
+        except GaveUp:
+            return None
 
     def wait_until(self, condition: Callable[[], bool], what: str, timeout_s: float) -> float:
         """Seconds since spawn at which condition() first held."""
-        deadline = time.monotonic() + timeout_s
-        while not condition():
+
+        def probe() -> bool | None:
+            if condition():
+                return True
             if self.process.poll() is not None:
-                raise BenchError(
-                    f"orchestrator exited {self.process.returncode} before {what}:\n"
-                    + self.output()[-3000:]
-                )
-            if time.monotonic() > deadline:
-                raise BenchError(f"{what}: not within {timeout_s:.0f} s\n{self.output()[-3000:]}")
-            time.sleep(_POLL_S)
+                raise GaveUp(f"orchestrator exited {self.process.returncode}")
+            return None
+
+        try:
+            wait_for(
+                probe,
+                what=what,
+                timeout_s=timeout_s,
+                interval_s=_POLL_S,
+                context=lambda: self.output()[-3000:],
+            )
+        except GaveUp as error:
+            raise BenchError(str(error)) from None
         return time.monotonic() - self.started
 
     def interrupt(self, timeout_s: float = 60) -> int:
@@ -217,7 +215,7 @@ class Up:
 def running_up(stack: Stack, *args: str) -> Iterator[Up]:
     """`up ARGS` as a child; SIGINT and wait on exit, then any process left of the project dies."""
     # Only a frontend of this very run may answer: a leftover would be measured instead.
-    if http_get(f"{stack.frontend_url()}/health") is not None:
+    if http_status(f"{stack.frontend_url()}/health") is not None:
         raise BenchError(f"something already answers at {stack.frontend_url()}")
     log_path = stack.root / f"up-{uuid.uuid4().hex[:6]}.log"
     with log_path.open("wb") as log_file:
@@ -386,7 +384,7 @@ def reload_round(stack: Stack, results: Results, edits: int) -> None:
             wanted = 4000 + edit
 
             def shows_edit(wanted: int = wanted) -> bool:
-                answer = http_get(config_url)
+                answer = http_status(config_url)
                 if answer is None or answer[0] != 200:
                     return False
                 shown = json.loads(answer[1]).get("reconnect_delay_ms") == wanted
