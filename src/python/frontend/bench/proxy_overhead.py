@@ -10,19 +10,17 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from moshi_backend.bench.roundtrip import (
     BenchError,
     RoundTrips,
-    ServerProcess,
     backend_command,
     load_report,
     machine_line,
     measure,
     merged,
+    served,
 )
 from moshi_backend.testing import ogg_pages, tone
 from testsupport.processes import free_port
@@ -50,58 +48,50 @@ def _row(sessions: int, direct: RoundTrips, proxy: RoundTrips) -> str:
 async def run(args: argparse.Namespace) -> int:
     at_start = os.getloadavg()
     pages = ogg_pages(tone(args.seconds / args.slices))
-    with tempfile.TemporaryDirectory(prefix="proxy-bench-") as logs:
-        backend_port, frontend_port = free_port(), free_port()
-        largest = max(args.sessions)
-        backend = ServerProcess(
-            DIRECT,
-            backend_command(backend_port, 2 * largest),
-            backend_port,
-            Path(logs, "backend.log"),
-        )
-        frontend = ServerProcess(
+    backend_port, frontend_port = free_port(), free_port()
+    largest = max(args.sessions)
+    frontend_env = {
+        "APP_HOST": "127.0.0.1",
+        "APP_PORT": str(frontend_port),
+        "MOSHI_WS_URL": f"ws://127.0.0.1:{backend_port}/api/chat",
+        "MOSHI_PROXY": "true",
+    }
+    async with (
+        served(
+            DIRECT, backend_command(backend_port, 2 * largest), backend_port, args.ready_timeout
+        ) as direct,
+        served(
             PROXY,
             _frontend_command(),
             frontend_port,
-            Path(logs, "frontend.log"),
-            env={
-                "APP_HOST": "127.0.0.1",
-                "APP_PORT": str(frontend_port),
-                "MOSHI_WS_URL": f"ws://127.0.0.1:{backend_port}/api/chat",
-                "MOSHI_PROXY": "true",
-            },
+            args.ready_timeout,
+            env=frontend_env,
             chat_path="/proxy/moshi",
+        ) as proxy,
+    ):
+        targets = {DIRECT: direct, PROXY: proxy}
+        for name in (DIRECT, PROXY):  # warm both paths (Opus start-up, imports, pools)
+            await measure(targets[name], largest, pages[:12], warmup_frames=0)
+        print(machine_line())
+        print(f"{args.slices} run(s) of {len(pages)} frames per path and session count")
+        header = (
+            f"{'sessions':>8}  {'direct p50':>10}  {'direct p99':>10}  {'proxy p50':>9}  "
+            f"{'proxy p99':>9}  {'+p50 ms':>9}  {'+p99 ms':>9}  {'target':>6}  "
+            f"{'frames d/p':>13}  {'lost d/p':>10}"
         )
-        try:
-            for process in (backend, frontend):
-                await process.start()
-            for process in (backend, frontend):
-                await process.wait_ready(args.ready_timeout)
-            targets = {DIRECT: backend.target, PROXY: frontend.target}
-            for name in (DIRECT, PROXY):  # warm both paths (Opus start-up, imports, pools)
-                await measure(targets[name], largest, pages[:12], warmup_frames=0)
-            print(machine_line())
-            print(f"{args.slices} run(s) of {len(pages)} frames per path and session count")
-            header = (
-                f"{'sessions':>8}  {'direct p50':>10}  {'direct p99':>10}  {'proxy p50':>9}  "
-                f"{'proxy p99':>9}  {'+p50 ms':>9}  {'+p99 ms':>9}  {'target':>6}  "
-                f"{'frames d/p':>13}  {'lost d/p':>10}"
-            )
-            print(header)
-            print("-" * len(header))
-            for index, sessions in enumerate(args.sessions):
-                parts: dict[str, list[RoundTrips]] = {DIRECT: [], PROXY: []}
-                for slice_index in range(args.slices):
-                    order = [DIRECT, PROXY] if (index + slice_index) % 2 == 0 else [PROXY, DIRECT]
-                    for name in order:
-                        parts[name].append(
-                            await measure(
-                                targets[name], sessions, pages, warmup_frames=args.warmup_frames
-                            )
+        print(header)
+        print("-" * len(header))
+        for index, sessions in enumerate(args.sessions):
+            parts: dict[str, list[RoundTrips]] = {DIRECT: [], PROXY: []}
+            for slice_index in range(args.slices):
+                order = [DIRECT, PROXY] if (index + slice_index) % 2 == 0 else [PROXY, DIRECT]
+                for name in order:
+                    parts[name].append(
+                        await measure(
+                            targets[name], sessions, pages, warmup_frames=args.warmup_frames
                         )
-                print(_row(sessions, merged(parts[DIRECT]), merged(parts[PROXY])), flush=True)
-        finally:
-            await asyncio.gather(backend.stop(), frontend.stop())
+                    )
+            print(_row(sessions, merged(parts[DIRECT]), merged(parts[PROXY])), flush=True)
     for line in load_report(at_start):
         print(line)
     return 0

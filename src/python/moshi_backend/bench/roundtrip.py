@@ -13,7 +13,6 @@ import asyncio
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -22,14 +21,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 import numpy as np
 
 from moshi_backend.bench import floor_server
 from moshi_backend.testing import ogg_pages, tone
 from moshi_protocol.client import ChatClient
 from moshi_protocol.messages import FRAME_SAMPLES, FRAME_SECONDS, MessageKind
-from testsupport.processes import free_port, subprocess_env
+from testsupport.polling import GaveUp
+from testsupport.processes import free_port, service_process
 
 SERVER = "server"
 FLOOR = "floor"
@@ -37,8 +36,6 @@ TARGET_RATIO = 1.5
 _HOST = "127.0.0.1"
 # The backend's package, run with `-m`; its __main__ is a declared dependency in BUILD.
 _BACKEND_MODULE = "moshi_backend"
-_STOP_TIMEOUT_S = 10.0
-_HEALTH_POLL_S = 0.1
 # While pages still go out, this long without an echo means the target is stuck; after the
 # last page, it is how long the stragglers get before they count as lost.
 _STALL_TIMEOUT_S = 5.0
@@ -187,81 +184,26 @@ def floor_command(port: int) -> list[str]:
     return [sys.executable, "-m", floor_server.__name__, "--host", _HOST, "--port", str(port)]
 
 
-def _log_tail(log_path: Path, lines: int = 20) -> str:
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
-class ServerProcess:
-    def __init__(
-        self,
-        name: str,
-        command: list[str],
-        port: int,
-        log_path: Path,
-        env: Mapping[str, str] | None = None,
-        chat_path: str = "/api/chat",
-    ) -> None:
-        self.name = name
-        self._env = env
-        self._chat_path = chat_path
-        self._base_url = f"http://{_HOST}:{port}"
-        self._command = command
-        self._log_path = log_path
-        self._process: asyncio.subprocess.Process | None = None
-
-    @property
-    def target(self) -> Target:
-        pid = self._process.pid if self._process is not None else None
-        return Target(self.name, self._base_url, pid, self._chat_path)
-
-    async def start(self) -> None:
-        with self._log_path.open("wb") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                *self._command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=subprocess_env(self._env or {}),
-            )
-
-    def _failure(self, what: str) -> BenchError:
-        return BenchError(
-            f"{self.name} {what}; last lines of its log:\n{_log_tail(self._log_path)}"
-        )
-
-    async def wait_ready(self, timeout_s: float) -> None:
-        """Until /health answers 200; BenchError if the process exits or time runs out."""
-        assert self._process is not None, "start() first"
-        url = self._base_url + "/health"
-        poll = aiohttp.ClientTimeout(total=1.0)
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession(timeout=poll) as http:
-            while time.monotonic() < deadline:
-                if self._process.returncode is not None:
-                    raise self._failure(f"exited with status {self._process.returncode}")
-                try:
-                    async with http.get(url) as response:
-                        if response.status == 200:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass  # not listening yet
-                await asyncio.sleep(_HEALTH_POLL_S)
-        raise self._failure(f"not ready after {timeout_s:g} s")
-
-    async def stop(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
+@asynccontextmanager
+async def served(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    ready_timeout_s: float,
+    *,
+    env: Mapping[str, str] | None = None,
+    chat_path: str = "/api/chat",
+) -> AsyncIterator[Target]:
+    """A server of the bench as a process, ready; its process group is stopped on the way out."""
+    base_url = f"http://{_HOST}:{port}"
+    with service_process(command, env) as server:
         try:
-            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_S)
+            await asyncio.to_thread(
+                server.wait_http, base_url + "/health", timeout_s=ready_timeout_s
+            )
+        except GaveUp as error:
+            raise BenchError(f"{name}: {error}") from None
+        yield Target(name, base_url, server.process.pid, chat_path)
 
 
 @asynccontextmanager
@@ -269,27 +211,14 @@ async def running_targets(
     max_sessions: int, ready_timeout_s: float = 60.0
 ) -> AsyncIterator[dict[str, Target]]:
     """The backend and the floor on free ports, ready; both terminated on the way out."""
-    with tempfile.TemporaryDirectory(prefix="moshi-bench-") as logs:
-        backend_port, floor_port = free_port(_HOST), free_port(_HOST)
-        processes = [
-            ServerProcess(
-                SERVER,
-                # Headroom: a slot frees only once the last run's close handshake is through.
-                backend_command(backend_port, 2 * max_sessions),
-                backend_port,
-                Path(logs, "server.log"),
-            ),
-            ServerProcess(FLOOR, floor_command(floor_port), floor_port, Path(logs, "floor.log")),
-        ]
-        try:
-            for process in processes:
-                await process.start()
-            # One after the other costs nothing: both are already starting.
-            for process in processes:
-                await process.wait_ready(ready_timeout_s)
-            yield {p.name: p.target for p in processes}
-        finally:
-            await asyncio.gather(*(p.stop() for p in processes))
+    backend_port, floor_port = free_port(_HOST), free_port(_HOST)
+    # Headroom: a slot frees only once the last run's close handshake is through.
+    backend = backend_command(backend_port, 2 * max_sessions)
+    async with (
+        served(SERVER, backend, backend_port, ready_timeout_s) as server,
+        served(FLOOR, floor_command(floor_port), floor_port, ready_timeout_s) as floor,
+    ):
+        yield {SERVER: server, FLOOR: floor}
 
 
 # ---------------------------------------------------------------------------------------------
