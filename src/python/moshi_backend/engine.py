@@ -7,8 +7,9 @@ never on the event loop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,13 @@ import numpy.typing as npt
 from moshi_protocol.params import ChatParams
 
 Pcm = npt.NDArray[np.float32]
-ProgressCallback = Callable[[float], None]
+
+
+class ProgressCallback(Protocol):
+    def __call__(
+        self, fraction: float, stage: str = "", detail: Mapping[str, int] | None = None
+    ) -> None:
+        """fraction of the whole load in 0..1; stage and counts (files, bytes, layers)."""
 
 
 class EngineError(Exception):

@@ -18,7 +18,7 @@ from moshi_backend.access_log import QuietPollsAccessLogger
 from moshi_backend.engine import EngineError
 from moshi_backend.engines.registry import create_engine
 from moshi_backend.server import ChatServer
-from moshi_backend.settings import BackendSettings, EngineName
+from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName
 from stack_telemetry.otel import setup_telemetry
 from stack_tls.certificates import server_ssl_context
 
@@ -48,6 +48,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--ssl-dir", dest="moshi_ssl_dir", type=Path, help="cert.pem/key.pem (MOSHI_SSL_DIR)")
     add("--max-sessions", dest="moshi_max_sessions", type=int, help="MOSHI_MAX_SESSIONS")
+    add("--hf-repo", dest="moshi_hf_repo", help="model hub id or directory (MOSHI_HF_REPO)")
+    add(
+        "--device",
+        dest="moshi_device",
+        choices=[d.value for d in DeviceChoice],
+        help="MOSHI_DEVICE, default auto",
+    )
+    add("--voice-dir", dest="moshi_voice_dir", type=Path, help="voice prompts (MOSHI_VOICE_DIR)")
+    add(
+        "--cpu-offload",
+        dest="moshi_cpu_offload",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the layers that do not fit the GPU on the CPU (MOSHI_CPU_OFFLOAD)",
+    )
     add(
         "--loopback-delay-ms",
         dest="moshi_loopback_delay_ms",

@@ -61,7 +61,7 @@ def test_ssl_generates_a_self_signed_pair_and_serves_https(tmp_path: Path) -> No
     [
         (["--port", "0"], {}, 2, "invalid MOSHI_PORT"),
         ([], {"MOSHI_LOOPBACK_DELAY_MS": "-5"}, 2, "invalid MOSHI_LOOPBACK_DELAY_MS"),
-        (["--engine", "personaplex"], {}, 1, "no personaplex engine yet"),
+        (["--engine", "personaplex"], {}, 1, "no model engines"),
         (["--engine", "gpt"], {}, 2, "invalid choice: 'gpt'"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -65,6 +66,8 @@ class ChatServer:
         )
         self._status = Status.LOADING
         self._progress = 0.0
+        self._stage = "starting"
+        self._load_detail: dict[str, int] = {}
         self._error: str | None = None
         self._active = 0
         self._session_ids = itertools.count(1)
@@ -103,8 +106,13 @@ class ChatServer:
         """Load the engine off the loop; /health reports progress meanwhile."""
         loop = asyncio.get_running_loop()
 
-        def progress(fraction: float) -> None:  # called from the loading thread
+        def progress(
+            fraction: float, stage: str = "", detail: Mapping[str, int] | None = None
+        ) -> None:  # called from the loading thread
             self._progress = min(max(fraction, 0.0), 1.0)
+            if stage:
+                self._stage = stage
+            self._load_detail = dict(detail or {})
 
         try:
             await loop.run_in_executor(self._executor, self.engine.load, progress)
@@ -112,7 +120,7 @@ class ChatServer:
             self._status, self._error = Status.ERROR, f"{type(error).__name__}: {error}"
             log.error("engine %s failed to load: %s", self.engine.info.name, self._error)
             return
-        self._status, self._progress = Status.READY, 1.0
+        self._status, self._progress, self._stage = Status.READY, 1.0, "ready"
         log.info("engine %s ready", self.engine.info.name)
 
     def health_document(self) -> dict[str, Any]:
@@ -124,6 +132,8 @@ class ChatServer:
             "device": info.device,
             "development": info.development,
             "progress": round(self._progress, 4),
+            "stage": self._stage,
+            "load": self._load_detail,
             "sessions": {"active": self._active, "capacity": info.capacity},
             "error": self._error,
         }
@@ -183,10 +193,13 @@ class ChatServer:
         self, ws: web.WebSocketResponse, request: web.Request, label: str, span: trace.Span
     ) -> None:
         info = self.engine.info
-        params = parse_chat_params(request.query, info.voices)
+        # An engine without voice prompts (Kyutai's Moshi) checks only the parameter's form.
+        params = parse_chat_params(request.query, info.voices or None)
         span.set_attribute("voice", params.voice_prompt)
         if self._status is not Status.READY:
-            reason = self._error or f"loading ({self._progress:.0%}); try again shortly"
+            reason = self._error or (
+                f"loading ({self._stage}, {self._progress:.0%}); try again shortly"
+            )
             raise ProtocolError(f"not ready: {reason}", CloseCode.TRY_AGAIN_LATER)
         if self._active >= info.capacity:
             raise ProtocolError(

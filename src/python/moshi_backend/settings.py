@@ -16,6 +16,12 @@ class EngineName(str, Enum):
     LOOPBACK = "loopback"
 
 
+class DeviceChoice(str, Enum):
+    AUTO = "auto"
+    CUDA = "cuda"
+    CPU = "cpu"
+
+
 class BackendSettings(BaseSettings):
     """One object per process, built in main(); never at import time."""
 
@@ -27,6 +33,15 @@ class BackendSettings(BaseSettings):
     moshi_use_ssl: bool = False
     moshi_ssl_dir: Path = Path("certs")
     moshi_cpu_offload: bool = False
+    # A model hub id or a directory holding the same files; unset: the engine's own repository.
+    moshi_hf_repo: str | None = None
+    moshi_device: DeviceChoice = DeviceChoice.AUTO
+    # Voice prompt files (.pt stored voices, audio files); unset: voices.tgz of the repository.
+    moshi_voice_dir: Path | None = None
+    # Honoured by moshi itself too (it reads them from the environment); here they steer our
+    # own CUDA graphs and show in the startup log.
+    no_cuda_graph: bool = False
+    no_torch_compile: bool = False
     moshi_loopback_delay_ms: int = Field(default=0, ge=0, le=10_000)
     # Conversations served at once; unset means the engine's own default (1 for model engines).
     moshi_max_sessions: int | None = Field(default=None, ge=1, le=1024)

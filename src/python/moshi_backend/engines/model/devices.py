@@ -1,0 +1,50 @@
+"""Which device runs the model, and whether its weights fit there."""
+
+from __future__ import annotations
+
+import torch
+
+from moshi_backend.engine import EngineError
+
+_GIB = 1024**3
+# Beyond the weights: Mimi, the KV caches (3000 steps of context), activations, CUDA graphs.
+HEADROOM_BYTES = 3 * _GIB
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise EngineError(
+            "MOSHI_DEVICE=cuda but torch sees no CUDA device (no NVIDIA driver, or the "
+            "container was started without --gpus); use MOSHI_DEVICE=cpu or auto"
+        )
+    if choice not in ("cuda", "cpu"):
+        raise EngineError(f"MOSHI_DEVICE={choice}: expected auto, cuda or cpu")
+    return torch.device(choice)
+
+
+def memory_shortfall(weights_bytes: int, free_bytes: int) -> int:
+    """Bytes missing for the weights plus headroom; 0 when they fit."""
+    return max(weights_bytes + HEADROOM_BYTES - free_bytes, 0)
+
+
+def check_memory(
+    weights_bytes: int,
+    device: torch.device,
+    cpu_offload: bool,
+    free_bytes: int | None = None,
+    device_name: str | None = None,
+) -> None:
+    """EngineError before loading when the weights cannot fit (and offload is off)."""
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    missing = memory_shortfall(weights_bytes, free_bytes)
+    if missing and not cpu_offload:
+        name = device_name or torch.cuda.get_device_name(device)
+        raise EngineError(
+            f"not enough GPU memory on {device} ({name}): the model needs about "
+            f"{(weights_bytes + HEADROOM_BYTES) / _GIB:.1f} GiB, {free_bytes / _GIB:.1f} GiB are "
+            "free. Set MOSHI_CPU_OFFLOAD=true to keep part of the layers in CPU memory (slower), "
+            "free the GPU, or use one with more memory"
+        )
