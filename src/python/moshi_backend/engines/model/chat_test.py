@@ -17,7 +17,7 @@ from moshi_backend.engines.model.testing import TINY_VOICE, voice_audio, write_t
 from moshi_backend.testing import RunningBackend, ogg_pages, running_backend
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import FRAME_SAMPLES, CloseCode, MessageKind
-from moshi_protocol.opus import OpusFrameDecoder
+from moshi_protocol.opus import OpusFrameDecoder, Pcm
 from testsupport.processes import free_port, python_module_command, service_process
 
 
@@ -67,7 +67,7 @@ async def test_persona_conversation_over_the_websocket(tiny: Path) -> None:
                     await asyncio.sleep(0.08)
 
             speaking = asyncio.create_task(speak())
-            decoder, received, text = OpusFrameDecoder(), [], []
+            decoder, received, text = OpusFrameDecoder(), list[Pcm](), list[str]()
             # A CPU runs even this toy model slower than real time: some input is dropped.
             while sum(frame.size for frame in received) < 6 * FRAME_SAMPLES:
                 message = await client.receive(timeout_s=30)

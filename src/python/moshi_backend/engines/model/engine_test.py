@@ -14,6 +14,7 @@ from moshi_backend.engines.model.architecture import MOSHI_7B_LM, PERSONAPLEX_7B
 from moshi_backend.engines.model.engine import ModelEngine, ModelEngineConfig
 from moshi_backend.engines.model.testing import TINY_VOICE, voice_audio, write_tiny_repository
 from moshi_protocol.messages import FRAME_SAMPLES
+from moshi_protocol.opus import Pcm
 from moshi_protocol.params import ChatParams
 
 
@@ -51,13 +52,13 @@ def engine(repository: Path, prompt_log: PromptLog) -> ModelEngine:
     return engine
 
 
-def speech_like(frames: int) -> Iterator[np.ndarray]:
+def speech_like(frames: int) -> Iterator[Pcm]:
     pcm = voice_audio(seconds=frames * FRAME_SAMPLES / 24000 + 0.1, pitch_hz=140.0)
     for index in range(frames):
         yield pcm[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES]
 
 
-def converse(engine: ModelEngine, params: ChatParams, frames: int = 10) -> tuple[np.ndarray, str]:
+def converse(engine: ModelEngine, params: ChatParams, frames: int = 10) -> tuple[Pcm, str]:
     session = engine.start_session(params)
     try:
         results = [session.step(frame) for frame in speech_like(frames)]

@@ -48,7 +48,7 @@ class PersonaGenerator:
     # The network pieces, split so that stored voice prompts can be replayed as embeddings.
     def embed(self, column: torch.Tensor) -> torch.Tensor:
         lm = self.lm
-        total = lm.text_emb(column[:, 0])
+        total: torch.Tensor = lm.text_emb(column[:, 0])
         for index in range(lm.num_audio_codebooks):
             total = total + lm.emb[index](column[:, index + lm.audio_offset])
         return total

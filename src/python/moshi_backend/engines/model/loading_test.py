@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -33,8 +34,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_repository(tmp_path_factory.mktemp("tiny") / "repo")
 
 
-def engine_for(repo: str, **config: object) -> ModelEngine:
-    options: dict[str, object] = {"device": "cpu", **config}
+def engine_for(repo: str, **config: Any) -> ModelEngine:
+    options: dict[str, Any] = {"device": "cpu", **config}
     return ModelEngine(
         ModelEngineConfig(
             name="personaplex", repo=repo, default_lm=PERSONAPLEX_7B_LM, persona=True, **options

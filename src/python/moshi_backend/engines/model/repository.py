@@ -106,11 +106,9 @@ class ModelRepository:
         found: dict[str, Path | None] = {}
         for request in files:
             path = self._local / request.name
-            if not path.is_file():
-                if request.required:
-                    raise EngineError(f"model directory {self._local} has no {request.name}")
-                path = None
-            found[request.name] = path
+            if not path.is_file() and request.required:
+                raise EngineError(f"model directory {self._local} has no {request.name}")
+            found[request.name] = path if path.is_file() else None
         progress(DownloadProgress(len(files), len(files), 0, 0))
         return found
 

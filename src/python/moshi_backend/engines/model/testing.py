@@ -29,6 +29,7 @@ from moshi_backend.engines.model.architecture import (
     VOICES_ARCHIVE,
 )
 from moshi_protocol.messages import SAMPLE_RATE
+from moshi_protocol.opus import Pcm
 
 TINY_VOICE = "TINYF0.wav"
 TEXT_CARD = 96
@@ -125,12 +126,14 @@ def train_tokenizer(path: Path) -> None:
     path.write_bytes(model.getvalue())
 
 
-def voice_audio(seconds: float = 1.5, pitch_hz: float = 180.0) -> np.ndarray:
+def voice_audio(seconds: float = 1.5, pitch_hz: float = 180.0) -> Pcm:
     """A voiced, vowel-like signal: harmonics of pitch_hz with a slow vibrato."""
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     f0 = pitch_hz * (1 + 0.02 * np.sin(2 * np.pi * 5 * t))
     phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    pcm = sum(np.sin(k * phase) / k for k in range(1, 8))
+    pcm = np.zeros_like(t)
+    for harmonic in range(1, 8):
+        pcm += np.sin(harmonic * phase) / harmonic
     return (0.2 * pcm).astype(np.float32)
 
 

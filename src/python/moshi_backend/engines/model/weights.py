@@ -81,7 +81,7 @@ def _read_checkpoint(
 ) -> dict[str, torch.Tensor]:
     layers = int(architecture.lm["num_layers"])
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as checkpoint:
+        with safe_open(str(path), framework="pt", device="cpu") as checkpoint:  # type: ignore[no-untyped-call]
             names = list(checkpoint.keys())
             _check_names(path, names, expected)
             state: dict[str, torch.Tensor] = {}
