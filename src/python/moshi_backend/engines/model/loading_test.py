@@ -96,6 +96,17 @@ def test_checkpoint_shapes_that_do_not_match_the_configuration(tmp_path: Path) -
         load(engine_for(str(repository)))
 
 
+def test_checkpoint_in_the_older_layout_with_an_8_step_depformer(tmp_path: Path) -> None:
+    repository = write_tiny_repository(tmp_path / "legacy", legacy_layout=True)
+    engine = engine_for(str(repository))
+    load(engine)
+    state = engine.loaded.lm.state_dict()
+    step = "depformer.layers.0.self_attn.in_projs.{}.weight"
+    assert torch.equal(state[step.format(11)], state[step.format(3)])
+    assert torch.equal(state["linears.15.weight"], state["linears.7.weight"])
+    assert not torch.equal(state[step.format(1)], state[step.format(0)])
+
+
 def test_damaged_and_missing_files(tiny: Path, tmp_path: Path) -> None:
     damaged = shutil.copytree(tiny, tmp_path / "damaged")
     (damaged / LM_WEIGHTS).write_bytes(b"\x00" * 64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -138,16 +139,28 @@ def voice_audio(seconds: float = 1.5, pitch_hz: float = 180.0) -> Pcm:
 
 
 def write_tiny_repository(
-    root: Path, *, dep_q: int = 16, seed: int = 0, lm_overrides: dict[str, Any] | None = None
+    root: Path,
+    *,
+    dep_q: int = 16,
+    seed: int = 0,
+    lm_overrides: dict[str, Any] | None = None,
+    legacy_layout: bool = False,
 ) -> Path:
-    """A directory laid out like nvidia/personaplex-7b-v1 (dep_q 16) or a Moshi repository."""
+    """A directory laid out like nvidia/personaplex-7b-v1 (dep_q 16) or a Moshi repository.
+
+    legacy_layout writes the LM as moshi < 0.2 did, with the depformer of an 8-step Moshi: the
+    attention projections of all steps stacked in one tensor, and only steps 0-7 stored.
+    """
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     lm_config = tiny_lm(dep_q)
     (root / CONFIG).write_text(json.dumps({**lm_config, "mimi_config": TINY_MIMI}, indent=1))
     weights_config = {**lm_config, **(lm_overrides or {})}
     lm = LMModel(device="cpu", dtype=torch.float32, **weights_config)
-    save_file(_contiguous(lm.state_dict()), str(root / LM_WEIGHTS))
+    lm_state = _contiguous(lm.state_dict())
+    if legacy_layout:
+        lm_state = _legacy(lm_state)
+    save_file(lm_state, str(root / LM_WEIGHTS))
     mimi_state = _contiguous(loaders.get_mimi(None, TINY_MIMI, device="cpu").state_dict())
     for name, tensor in mimi_state.items():
         # Fresh codebooks are all zeros (they are learnt by k-means): every token would decode
@@ -160,6 +173,29 @@ def write_tiny_repository(
     train_tokenizer(root / TEXT_TOKENIZER)
     _write_voices(root / VOICES_ARCHIVE)
     return root
+
+
+_PER_STEP = re.compile(r"(gating|linears|depformer_in|depformer_emb)\.(\d+)\.")
+_PROJECTION = re.compile(r"^(.*\.self_attn\.)(in|out)_projs\.(\d+)\.weight$")
+
+
+def _legacy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    stacks: dict[str, dict[int, torch.Tensor]] = {}
+    legacy: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        per_step = _PER_STEP.search(name)
+        projection = _PROJECTION.match(name)
+        if projection is not None:
+            target = projection.group(1) + (
+                "in_proj_weight" if projection.group(2) == "in" else "out_proj.weight"
+            )
+            stacks.setdefault(target, {})[int(projection.group(3))] = tensor
+        elif per_step is None or int(per_step.group(2)) < 8:
+            legacy[name] = tensor
+    for target, steps in stacks.items():
+        kept = [steps[step] for step in sorted(steps) if step < 8]
+        legacy[target] = torch.cat(kept, dim=0).contiguous()
+    return legacy
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -23,7 +23,10 @@ LayerProgress = Callable[[int, int], None]
 _LAYER = re.compile(r"^transformer\.layers\.(\d+)\.")
 # PersonaPlex's LM extends Moshi's 8-step depformer to 16 steps; a checkpoint that stores only the
 # first 8 steps' per-step weights gets steps 8-15 from steps 0-7 (the same rule its authors use).
-_PER_STEP = re.compile(r"(gating|linears|depformer_in|depformer_emb)\.(\d+)\.")
+_PER_STEP = re.compile(r"(gating|linears|depformer_in|depformer_emb|in_projs|out_projs)\.(\d+)\.")
+# Checkpoints written by moshi < 0.2 (PersonaPlex's fork among them) stack the per-step attention
+# projections in one tensor; moshi 0.2 keeps one Linear per step.
+_STACKED = re.compile(r"^(.*\.self_attn\.)(in_proj_weight|in_proj\.weight|out_proj\.weight)$")
 
 
 def build_mimi(path: Path, architecture: Architecture, device: torch.device) -> MimiModel:
@@ -83,7 +86,7 @@ def _read_checkpoint(
     try:
         with safe_open(str(path), framework="pt", device="cpu") as checkpoint:  # type: ignore[no-untyped-call]
             names = list(checkpoint.keys())
-            _check_names(path, names, expected)
+            _check_names(path, [_modern_name(name) for name in names], expected)
             state: dict[str, torch.Tensor] = {}
             # Layer by layer so /health can count them while gigabytes move.
             previous = None
@@ -97,6 +100,7 @@ def _read_checkpoint(
             progress(layers, layers)
     except SafetensorError as error:
         raise EngineError(f"{path.name} is not a readable safetensors file: {error}") from None
+    _split_stacked_projections(state, expected)
     _fill_per_step_weights(state, expected)
     _check_shapes(path, state, expected, architecture)
     return state
@@ -113,6 +117,30 @@ def _dtype_for(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.dty
     if name.startswith(("condition_provider.", "fuser.")):
         return torch.float32
     return dtype
+
+
+def _modern_name(name: str) -> str:
+    match = _STACKED.match(name)
+    if match is None:
+        return name
+    kind = "in_projs" if match.group(2).startswith("in_proj") else "out_projs"
+    return f"{match.group(1)}{kind}.0.weight"
+
+
+def _split_stacked_projections(
+    state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]
+) -> None:
+    for name in [name for name in state if _STACKED.match(name)]:
+        stacked = state.pop(name)
+        prefix = _modern_name(name)[: -len("0.weight")]
+        piece = expected[prefix + "0.weight"][0]
+        if stacked.shape[0] % piece:
+            raise EngineError(
+                f"tensor {name} has {stacked.shape[0]} rows, not a multiple of the {piece} "
+                "that one step of the configured attention needs"
+            )
+        for step, weight in enumerate(stacked.split(piece, dim=0)):
+            state[f"{prefix}{step}.weight"] = weight
 
 
 def _check_names(path: Path, names: list[str], expected: dict[str, tuple[int, ...]]) -> None:
@@ -137,20 +165,6 @@ def _fill_per_step_weights(
         source = name.replace(match.group(0), f"{match.group(1)}.{int(match.group(2)) - 8}.", 1)
         if source in state:
             state[name] = state[source]
-            filled += 1
-    for name, shape in expected.items():
-        # Per-step attention projections are stacked along dim 0: double a half-size stack.
-        tensor = state.get(name)
-        if (
-            tensor is not None
-            and "depformer" in name
-            and "self_attn" in name
-            and tensor.dim() >= 1
-            and tuple(tensor.shape) != shape
-            and tensor.shape[0] * 2 == shape[0]
-            and tuple(tensor.shape[1:]) == shape[1:]
-        ):
-            state[name] = torch.cat([tensor, tensor], dim=0)
             filled += 1
     if filled:
         log.info("depformer steps 8-15 filled from steps 0-7 for %d tensor(s)", filled)
