@@ -84,7 +84,8 @@ def _read_checkpoint(
 ) -> dict[str, torch.Tensor]:
     layers = int(architecture.lm["num_layers"])
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as checkpoint:  # type: ignore[no-untyped-call]
+        opened = safe_open(str(path), framework="pt", device="cpu")  # type: ignore[no-untyped-call]
+        with opened as checkpoint:
             names = list(checkpoint.keys())
             _check_names(path, [_modern_name(name) for name in names], expected)
             state: dict[str, torch.Tensor] = {}
