@@ -10,10 +10,14 @@ import aiohttp
 import numpy as np
 import pytest
 
-from moshi_backend.engines.model.architecture import PERSONAPLEX_7B_LM
-from moshi_backend.engines.model.engine import ModelEngine, ModelEngineConfig
+from moshi_backend.engines.model.engine import ModelEngine
 from moshi_backend.engines.model.prompts import Phase, PromptObserver
-from moshi_backend.engines.model.testing import TINY_VOICE, voice_audio, write_tiny_repository
+from moshi_backend.engines.model.testing import (
+    TINY_VOICE,
+    cpu_engine,
+    voice_audio,
+    write_tiny_repository,
+)
 from moshi_backend.testing import RunningBackend, ogg_pages, running_backend
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import FRAME_SAMPLES, CloseCode, MessageKind
@@ -27,14 +31,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def personaplex(repository: Path, observer: PromptObserver | None = None) -> ModelEngine:
-    config = ModelEngineConfig(
-        name="personaplex",
-        repo=str(repository),
-        default_lm=PERSONAPLEX_7B_LM,
-        persona=True,
-        device="cpu",
-    )
-    return ModelEngine(config, prompt_observer=observer)
+    return cpu_engine(repository, observer=observer)
 
 
 async def metric(backend: RunningBackend, name: str) -> float:
@@ -69,13 +66,14 @@ async def test_persona_conversation_over_the_websocket(tiny: Path) -> None:
             speaking = asyncio.create_task(speak())
             decoder, received, text = OpusFrameDecoder(), list[Pcm](), list[str]()
             # A CPU runs even this toy model slower than real time: some input is dropped.
-            while sum(frame.size for frame in received) < 6 * FRAME_SAMPLES:
+            while sum(frame.size for frame in received) < 6 * FRAME_SAMPLES or not text:
                 message = await client.receive(timeout_s=30)
                 if message.kind is MessageKind.AUDIO:
                     received += decoder.feed(message.payload)
                 elif message.kind is MessageKind.TEXT:
                     text.append(message.text)
             await speaking
+        assert all(piece for piece in text)  # the model's own words, as UTF-8 pieces
         audio = np.concatenate(received)
         assert float(np.sqrt(np.mean(audio**2))) > 1e-3  # the model speaks (noise, at this size)
         assert await metric(backend, "moshi_frames_in_total") >= 20

@@ -10,9 +10,14 @@ import pytest
 
 from moshi_backend.engine import EngineError
 from moshi_backend.engines.model import prompts
-from moshi_backend.engines.model.architecture import MOSHI_7B_LM, PERSONAPLEX_7B_LM
-from moshi_backend.engines.model.engine import ModelEngine, ModelEngineConfig
-from moshi_backend.engines.model.testing import TINY_VOICE, voice_audio, write_tiny_repository
+from moshi_backend.engines.model.engine import ModelEngine
+from moshi_backend.engines.model.testing import (
+    TINY_VOICE,
+    cpu_engine,
+    ignore_progress,
+    voice_audio,
+    write_tiny_repository,
+)
 from moshi_protocol.messages import FRAME_SAMPLES
 from moshi_protocol.opus import Pcm
 from moshi_protocol.params import ChatParams
@@ -40,15 +45,8 @@ def prompt_log() -> PromptLog:
 
 @pytest.fixture(scope="module")
 def engine(repository: Path, prompt_log: PromptLog) -> ModelEngine:
-    config = ModelEngineConfig(
-        name="personaplex",
-        repo=str(repository),
-        default_lm=PERSONAPLEX_7B_LM,
-        persona=True,
-        device="cpu",
-    )
-    engine = ModelEngine(config, prompt_observer=prompt_log)
-    engine.load(lambda fraction, stage="", detail=None: None)
+    engine = cpu_engine(repository, observer=prompt_log)
+    engine.load(ignore_progress)
     return engine
 
 
@@ -70,14 +68,7 @@ def converse(engine: ModelEngine, params: ChatParams, frames: int = 10) -> tuple
 
 def test_load_reports_stages_and_layers(repository: Path) -> None:
     seen: list[tuple[float, str, dict[str, int]]] = []
-    config = ModelEngineConfig(
-        name="personaplex",
-        repo=str(repository),
-        default_lm=PERSONAPLEX_7B_LM,
-        persona=True,
-        device="cpu",
-    )
-    engine = ModelEngine(config)
+    engine = cpu_engine(repository)
     engine.load(
         lambda fraction, stage="", detail=None: seen.append((fraction, stage, dict(detail or {})))
     )
@@ -193,11 +184,8 @@ def test_unknown_and_broken_voices(engine: ModelEngine) -> None:
 def test_moshi_engine_has_no_persona_prompts(tmp_path: Path) -> None:
     repository = write_tiny_repository(tmp_path / "moshi-tiny", dep_q=8)
     log = PromptLog()
-    config = ModelEngineConfig(
-        name="moshi", repo=str(repository), default_lm=MOSHI_7B_LM, persona=False, device="cpu"
-    )
-    engine = ModelEngine(config, prompt_observer=log)
-    engine.load(lambda fraction, stage="", detail=None: None)
+    engine = cpu_engine(repository, persona=False, observer=log)
+    engine.load(ignore_progress)
     assert engine.info.voices == ()
     audio, _ = converse(engine, ChatParams(seed=2), frames=6)
     # Without prompts the first frame only starts the stream and the second fills the delays.

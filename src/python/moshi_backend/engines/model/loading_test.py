@@ -19,10 +19,10 @@ from moshi_backend.engines.model.architecture import (
     Architecture,
 )
 from moshi_backend.engines.model.devices import check_memory, resolve_device
-from moshi_backend.engines.model.engine import ModelEngine, ModelEngineConfig
+from moshi_backend.engines.model.engine import ModelEngine
 from moshi_backend.engines.model.hub_testing import HubRepository, local_hub
 from moshi_backend.engines.model.offload import plan_layers
-from moshi_backend.engines.model.testing import write_tiny_repository
+from moshi_backend.engines.model.testing import cpu_engine, write_tiny_repository
 from moshi_backend.engines.model.weights import lm_parameter_bytes
 
 REPO = "nvidia/personaplex-7b-v1"
@@ -35,12 +35,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def engine_for(repo: str, **config: Any) -> ModelEngine:
-    options: dict[str, Any] = {"device": "cpu", **config}
-    return ModelEngine(
-        ModelEngineConfig(
-            name="personaplex", repo=repo, default_lm=PERSONAPLEX_7B_LM, persona=True, **options
-        )
-    )
+    return cpu_engine(repo, **config)
 
 
 def load(engine: ModelEngine) -> list[tuple[float, str, dict[str, int]]]:

@@ -10,6 +10,7 @@ import io
 import json
 import re
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,12 @@ from moshi_backend.engines.model.architecture import (
     LM_WEIGHTS,
     MIMI_WEIGHTS,
     MOSHI_7B_LM,
+    PERSONAPLEX_7B_LM,
     TEXT_TOKENIZER,
     VOICES_ARCHIVE,
 )
+from moshi_backend.engines.model.engine import ModelEngine, ModelEngineConfig
+from moshi_backend.engines.model.prompts import PromptObserver
 from moshi_protocol.messages import SAMPLE_RATE
 from moshi_protocol.opus import Pcm
 
@@ -213,3 +217,28 @@ def _write_voices(archive: Path) -> None:
         info.size = len(wav.getvalue())
         wav.seek(0)
         tar.addfile(info, wav)
+
+
+def cpu_engine(
+    repository: Path | str,
+    *,
+    persona: bool = True,
+    observer: PromptObserver | None = None,
+    **config: Any,
+) -> ModelEngine:
+    """A PersonaPlex (or, persona=False, Moshi) engine on the CPU, as the factory makes it."""
+    settings = ModelEngineConfig(
+        name="personaplex" if persona else "moshi",
+        repo=str(repository),
+        default_lm=PERSONAPLEX_7B_LM if persona else MOSHI_7B_LM,
+        persona=persona,
+        device="cpu",
+        **config,
+    )
+    return ModelEngine(settings, prompt_observer=observer)
+
+
+def ignore_progress(
+    fraction: float, stage: str = "", detail: Mapping[str, int] | None = None
+) -> None:
+    """A load progress callback for tests that do not look at progress."""
