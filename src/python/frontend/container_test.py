@@ -19,9 +19,11 @@ from testsupport.polling import http_status
 def frontend_image(docker_client: docker.DockerClient, local_base_image: str) -> Iterator[str]:
     with built_image(
         docker_client,
-        context_files=("src/python/frontend/Dockerfile", "src.python.frontend/app.pex"),
+        context_files={
+            path: path for path in ("src/python/frontend/Dockerfile", "src.python.frontend/app.pex")
+        },
         dockerfile="src/python/frontend/Dockerfile",
-        base_image=local_base_image,
+        buildargs={"FRONTEND_BASE_IMAGE": local_base_image},
         name="personaplex-frontend",
     ) as tag:
         yield tag
@@ -46,3 +48,10 @@ def test_container_serves_ui_config_and_health_as_non_root(
         result = container.exec_run(["id", "-u"])
         assert result.exit_code == 0 and isinstance(result.output, bytes)
         assert result.output.decode().strip() == "10001"
+        # The app runs from a venv made in a build stage that is not shipped: no PEX, no pip.
+        for absent in ("gcc", "make", "/app/venv/bin/pip", "/tmp/app.pex"):
+            found = container.exec_run(["sh", "-c", f"command -v {absent} || test -e {absent}"])
+            assert found.exit_code != 0, f"{absent} is in the image"
+        labels = docker_client.images.get(frontend_image).labels
+        # No GIT_COMMIT build argument given: the Dockerfile's default says so.
+        assert labels["org.opencontainers.image.revision"] == "unknown"

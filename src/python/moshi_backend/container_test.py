@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import docker
 import pytest
+from docker.models.containers import Container
 
 from moshi_backend.testing import ogg_pages, tone
 from moshi_protocol.client import ChatClient
@@ -18,22 +19,41 @@ from testsupport.images import (
 )
 
 _CONTAINER_PORT = 9123  # not the default, to show the container listens on MOSHI_PORT
+_MODEL_CACHE = "/data/huggingface"
 
 
 @pytest.fixture(scope="module")
 def backend_image(docker_client: docker.DockerClient, local_base_image: str) -> Iterator[str]:
     with built_image(
         docker_client,
-        context_files=(
-            "src/python/moshi_backend/Dockerfile",
-            "src/python/moshi_backend/start.sh",
-            "src.python.moshi_backend/server.pex",
-        ),
+        context_files={
+            "src/python/moshi_backend/Dockerfile": "src/python/moshi_backend/Dockerfile",
+            "src/python/moshi_backend/start.sh": "src/python/moshi_backend/start.sh",
+            # The Dockerfile takes either server PEX at this path; the loopback one is small.
+            "src.python.moshi_backend/server.pex": "src.python.moshi_backend/server-loopback.pex",
+        },
         dockerfile="src/python/moshi_backend/Dockerfile",
-        base_image=local_base_image,
+        buildargs={
+            "MOSHI_BASE_IMAGE": local_base_image,
+            "APP_VERSION": "0.0.0-test",
+            "GIT_COMMIT": "0123abcd",
+        },
         name="personaplex-moshi",
     ) as tag:
         yield tag
+
+
+def test_image_is_labelled_and_declares_its_model_cache(
+    docker_client: docker.DockerClient, backend_image: str
+) -> None:
+    config = docker_client.images.get(backend_image).attrs["Config"]
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == "0.0.0-test"
+    assert labels["org.opencontainers.image.revision"] == "0123abcd"
+    env = dict(entry.split("=", 1) for entry in config["Env"])
+    assert env["HF_HOME"] == _MODEL_CACHE and set(config["Volumes"]) == {_MODEL_CACHE}
+    assert config["User"] == "moshi"
+    assert not {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} & env.keys()
 
 
 def test_container_serves_health_and_chat(
@@ -49,6 +69,14 @@ def test_container_serves_health_and_chat(
         # start.sh turned the environment into flags: the server's command line shows them.
         commands = [" ".join(row) for row in container.top()["Processes"]]
         assert any(f"--port {_CONTAINER_PORT}" in command for command in commands), commands
+        assert _run(container, "id", "-u") == "10001"
+        # The model cache is the user's; the code is not (it runs from a read-only venv).
+        assert _run(container, "sh", "-c", f"touch {_MODEL_CACHE}/probe && echo ok") == "ok"
+        assert _run(container, "sh", "-c", "test -w /app/venv || echo read-only") == "read-only"
+        # No build tools and no PEX: the venv was made in a build stage that is not shipped.
+        for absent in ("gcc", "cc", "make", "pip", "pip3", "/app/venv/bin/pip", "/tmp/server.pex"):
+            found = container.exec_run(["sh", "-c", f"command -v {absent} || test -e {absent}"])
+            assert found.exit_code != 0, f"{absent} is in the image"
 
         async def one_echo() -> None:
             async with ChatClient.connect(f"ws://127.0.0.1:{port}/api/chat") as client:
@@ -64,3 +92,9 @@ def test_container_serves_health_and_chat(
     assert anonymous
     remaining = {volume.name for volume in docker_client.volumes.list()}
     assert not remaining.intersection(anonymous), "the container's volume outlived it"
+
+
+def _run(container: Container, *command: str) -> str:
+    result = container.exec_run(list(command))
+    assert result.exit_code == 0 and isinstance(result.output, bytes), result
+    return result.output.decode().strip()

@@ -14,13 +14,18 @@ from typing import Any
 
 from orchestrator import control, events
 from orchestrator.clock import SystemClock
+from orchestrator.dashboard.server import Dashboard
 from orchestrator.docker_backend import connect_docker
 from orchestrator.errors import OrchestratorError
+from orchestrator.events import Level, Notice
 from orchestrator.health_gate import HttpProbe
 from orchestrator.hub import EventHub
+from orchestrator.lifecycle import Controls
 from orchestrator.local_process import LocalLauncher
 from orchestrator.masking import Masker
 from orchestrator.printer import LogArchive, TerminalPrinter
+from orchestrator.publish.model import DEFAULT_IMAGE_PREFIX, deployment
+from orchestrator.publish.writer import write
 from orchestrator.runstate import RunState, state_home
 from orchestrator.secret_store import KNOWN_SECRETS, SecretStore
 from orchestrator.settings import (
@@ -56,7 +61,17 @@ def _settings_options() -> argparse.ArgumentParser:
     )
     add("--backend-pex", type=Path, metavar="PEX", help="prebuilt server PEX [MOSHI_BACKEND_PEX]")
     add("--moshi-base-image", metavar="IMAGE", help="base of the backend image [MOSHI_BASE_IMAGE]")
-    add("--frontend-base-image", metavar="IMAGE", help="[FRONTEND_BASE_IMAGE]")
+    add(
+        "--frontend-base-image",
+        metavar="IMAGE",
+        help="base of the frontend image (--prod) [FRONTEND_BASE_IMAGE]",
+    )
+    add(
+        "--prod",
+        action=argparse.BooleanOptionalAction,
+        help="run the frontend as a container too, without reload [PERSONAPLEX_PROD, off]",
+    )
+    add("--frontend-pex", type=Path, metavar="PEX", help="prebuilt app PEX (--prod) [FRONTEND_PEX]")
     add("--moshi-port", type=int, metavar="PORT", help="backend port [MOSHI_PORT, 8998]")
     add("--app-port", type=int, metavar="PORT", help="frontend port [APP_PORT, 8010]")
     add("--app-host", metavar="ADDRESS", help="frontend bind address [APP_HOST, 127.0.0.1]")
@@ -72,7 +87,11 @@ def _settings_options() -> argparse.ArgumentParser:
         choices=[e.value for e in EngineChoice],
         help="[MOSHI_ENGINE]",
     )
-    add("--model", dest="moshi_model", help="model repository [MOSHI_MODEL]")
+    add(
+        "--hf-repo",
+        dest="moshi_hf_repo",
+        help="model hub repository or directory; default: the engine's own [MOSHI_HF_REPO]",
+    )
     add(
         "--ssl", dest="moshi_use_ssl", action=argparse.BooleanOptionalAction, help="[MOSHI_USE_SSL]"
     )
@@ -96,6 +115,17 @@ def _settings_options() -> argparse.ArgumentParser:
         help="per service [PERSONAPLEX_HEALTH_TIMEOUT_S, 600]",
     )
     add("--repo-root", type=Path, metavar="DIR", help="[PERSONAPLEX_REPO_ROOT, .]")
+    add(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        help="serve the dashboard on loopback during `up` [PERSONAPLEX_DASHBOARD, on]",
+    )
+    add(
+        "--dashboard-port",
+        type=int,
+        metavar="PORT",
+        help="[PERSONAPLEX_DASHBOARD_PORT, 15000]",
+    )
     return parser
 
 
@@ -120,8 +150,31 @@ def _parser() -> argparse.ArgumentParser:
     logs = command("logs", "print the last lines of a service (or of all)")
     logs.add_argument("service", nargs="?", choices=[events.BACKEND, events.FRONTEND])
     logs.add_argument("--tail", type=int, default=100, help="lines per service (default 100)")
-    command("build", "build the backend image only")
+    command("build", "build the backend image (with --prod, the frontend image too)")
     command("config", "print the resolved configuration (secrets masked)")
+    publish = command(
+        "publish", "write a docker compose file and Kubernetes manifests for deployment"
+    )
+    publish.add_argument(
+        "--output", type=Path, default=Path("dist/deploy"), help="directory (default dist/deploy)"
+    )
+    publish.add_argument(
+        "--image-prefix",
+        default=DEFAULT_IMAGE_PREFIX,
+        help=f"registry and namespace of the images (default {DEFAULT_IMAGE_PREFIX})",
+    )
+    publish.add_argument(
+        "--image-tag", help="tag of both images (default: APP_VERSION in pants.toml)"
+    )
+    publish.add_argument(
+        "--backend-replicas",
+        type=int,
+        default=1,
+        help="backend replicas in Kubernetes; the frontend picks a free one (default 1)",
+    )
+    publish.add_argument(
+        "--cache-size", default="50Gi", help="model cache claim per backend replica (default 50Gi)"
+    )
     secrets = command("secrets", "store a secret in the user's secrets file")
     actions = secrets.add_subparsers(dest="secrets_action", metavar="ACTION", required=True)
     setter = actions.add_parser("set", help="read the value from stdin (not echoed) and store it")
@@ -129,7 +182,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NOT_SETTINGS = {"command", "config", "volumes", "service", "tail", "secrets_action", "name"}
+_NOT_SETTINGS = {
+    "command",
+    "config",
+    "volumes",
+    "service",
+    "tail",
+    "secrets_action",
+    "name",
+    "output",
+    "image_prefix",
+    "image_tag",
+    "backend_replicas",
+    "cache_size",
+}
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         masker = Masker([settings.token] if settings.token else [])
         if command == "config":
             return _print_config(settings)
+        if command == "publish":
+            return _publish(args, settings)
         return asyncio.run(_run(command, args, settings, masker))
     except OrchestratorError as error:
         print(f"orchestrator: {masker(error.message)}", file=sys.stderr)
@@ -162,6 +230,23 @@ def _print_config(settings: StackSettings) -> int:
     width = max(len(name) for name in rows)
     for name, value in rows.items():
         print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: StackSettings) -> int:
+    if args.backend_replicas < 1:
+        raise OrchestratorError("--backend-replicas must be at least 1", exit_code=2)
+    target = deployment(
+        settings,
+        image_prefix=args.image_prefix,
+        image_tag=args.image_tag,
+        backend_replicas=args.backend_replicas,
+        cache_size=args.cache_size,
+    )
+    written = write(target, args.output)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"images: {target.backend_image}, {target.frontend_image}; see {args.output}/NOTES.md")
     return 0
 
 
@@ -251,10 +336,29 @@ async def _up(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     supervisor = Supervisor(settings, hub, run_state, Seams(environ=environ))
+    dashboard = await _start_dashboard(settings, hub, supervisor.controls, masker)
     try:
         return await supervisor.up(stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if dashboard is not None:
+            await dashboard.stop()
         await hub.drain()
         archive.close()
+
+
+async def _start_dashboard(
+    settings: StackSettings, hub: EventHub, controls: Controls, masker: Masker
+) -> Dashboard | None:
+    """The dashboard, or None; a port in use costs the dashboard, never the stack."""
+    if not settings.dashboard:
+        return None
+    dashboard = Dashboard(hub, controls, masker, port=settings.dashboard_port)
+    try:
+        url = await dashboard.start()
+    except OrchestratorError as error:
+        await hub.publish(Notice(error.message, Level.WARNING))
+        return None
+    await hub.publish(Notice(f"dashboard at {url}"))
+    return dashboard

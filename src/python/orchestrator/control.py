@@ -13,12 +13,12 @@ import docker.errors
 from docker.models.containers import Container
 
 from orchestrator import events
-from orchestrator.backend_image import build_backend_image, image_tag
 from orchestrator.clock import Clock
 from orchestrator.docker_backend import LABEL_PERSISTENT, LABEL_SERVICE, DockerEngine
 from orchestrator.errors import OrchestratorError
-from orchestrator.health_gate import HealthProbe
+from orchestrator.health_gate import HealthProbe, health_word
 from orchestrator.hub import EventHub
+from orchestrator.images import backend_build, build_service_image, frontend_build
 from orchestrator.local_process import ProcessLauncher
 from orchestrator.runstate import RunState, group_alive, kill_group, pid_alive
 from orchestrator.settings import StackSettings
@@ -41,13 +41,7 @@ class Row:
 async def _health(probe: HealthProbe, endpoint: str) -> str:
     if not endpoint.startswith("http"):
         return "-"
-    answer = await probe(f"{endpoint}/health")
-    if answer is None:
-        return "unreachable"
-    document = answer.document or {}
-    if answer.status_code == 200 and document.get("status") in ("ready", "ok", None):
-        return "healthy"
-    return str(document.get("status") or f"HTTP {answer.status_code}")
+    return health_word(await probe(f"{endpoint}/health"))
 
 
 def _container_endpoint(container: Container, scheme: str) -> str:
@@ -150,6 +144,8 @@ async def down(
             engine = DockerEngine(client, EventHub(), settings.project)
             for name in await engine.remove_all():
                 say(f"removed container {name}")
+            for name in await engine.remove_networks():
+                say(f"removed network {name}")
             if remove_volume:
                 volume = await asyncio.to_thread(_remove_volume, client, settings.hf_cache_volume)
                 if volume:
@@ -221,24 +217,27 @@ async def build(
     client, reason = await connect_docker()
     if client is None:
         raise OrchestratorError(f"`build` needs a Docker engine, and none answers: {reason}")
+    images = [backend_build(settings)]
+    if settings.prod:
+        images.append(frontend_build(settings))
     try:
         engine = DockerEngine(client, hub, settings.project)
-        if not await engine.base_image_available(settings.moshi_base_image):
-            raise OrchestratorError(
-                f"base image {settings.moshi_base_image} is not present and cannot be pulled; "
-                "pass a local one with --moshi-base-image (MOSHI_BASE_IMAGE)"
+        for image in images:
+            if not await engine.base_image_available(image.base_image):
+                raise OrchestratorError(
+                    f"base image {image.base_image} is not present and cannot be pulled; "
+                    f"pass a local one with {image.recipe.base_image_option}"
+                )
+            image_id = await build_service_image(
+                engine,
+                image,
+                project=settings.project,
+                repo_root=settings.repo_root,
+                launcher=launcher,
+                hub=hub,
+                environ=environ,
             )
-        image_id = await build_backend_image(
-            engine,
-            project=settings.project,
-            base_image=settings.moshi_base_image,
-            given_pex=settings.backend_pex,
-            repo_root=settings.repo_root,
-            launcher=launcher,
-            hub=hub,
-            environ=environ,
-        )
+            say(f"built {image.recipe.tag(settings.project)} ({image_id[:19]})")
     finally:
         client.close()
-    say(f"built {image_tag(settings.project)} ({image_id[:19]})")
     return 0

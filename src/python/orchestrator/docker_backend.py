@@ -1,4 +1,5 @@
-"""The backend as a Docker container: image build, model-cache volume, persistent reuse, GPUs.
+"""The services as Docker containers: image build, model-cache volume, the project's network,
+persistent reuse, GPUs.
 
 Every SDK call runs off the event loop: short ones through asyncio.to_thread (bounded by the
 client's HTTP timeout), streams (build output, followed logs) in daemon threads.
@@ -36,7 +37,8 @@ LABEL_SESSION = "personaplex.session"
 LABEL_HASH = "personaplex.config-hash"
 LABEL_PERSISTENT = "personaplex.persistent"
 
-MODEL_CACHE_PATH = "/root/.cache/huggingface"
+# The backend image's HF_HOME and VOLUME (its Dockerfile), owned by the image's non-root user.
+MODEL_CACHE_PATH = "/data/huggingface"
 _NO_GPU_DRIVER = "could not select device driver"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 # The classic builder's bookkeeping, which says nothing a reader needs.
@@ -106,10 +108,14 @@ class ContainerSpec:
     container_port: int
     publish_host: str
     host_port: int
-    volume: str
+    # A named volume mounted at MODEL_CACHE_PATH (the backend's model cache).
+    volume: str | None
     gpu: bool
     persistent: bool
     labels: Mapping[str, str] = field(default_factory=dict)
+    # A user-defined network, on which the other containers reach this one by its name.
+    network: str | None = None
+    port_option: str = "--moshi-port (MOSHI_PORT)"
 
     def config_hash(self) -> str:
         return config_hash(
@@ -120,19 +126,20 @@ class ContainerSpec:
                 "volume": self.volume,
                 "gpu": self.gpu,
                 "persistent": self.persistent,
+                "network": self.network,
             }
         )
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    container: BackendContainer
+    container: ServiceContainer
     action: Action
     # Set when a GPU was asked for and the engine could not give one.
     gpu_fallback: str | None = None
 
 
-class BackendContainer:
+class ServiceContainer:
     def __init__(self, container: Container, service: str, hub: EventHub) -> None:
         self._container = container
         self._service = service
@@ -172,12 +179,24 @@ class BackendContainer:
             return f"exited with code {code}"
         return None
 
-    def relay_logs(self, tail: int | Literal["all"] = "all") -> None:
-        """Follow the container's output into the hub until it stops or close_logs() is called."""
+    async def start(self) -> None:
+        """Start the (stopped) container again, with its configuration unchanged."""
+        try:
+            await asyncio.to_thread(self._container.start)
+        except docker.errors.DockerException as error:
+            raise OrchestratorError(f"cannot start container {self.short_id}: {error}") from error
+
+    def relay_logs(self, tail: int | Literal["all"] = "all", since: float | None = None) -> None:
+        """Follow the container's output into the hub until it stops or close_logs() is called.
+
+        Each run of the container needs its own relay: Docker ends the stream when it stops.
+        """
+        # A fresh flag per relay: the one a stopped run's close_logs() set must not end this one.
+        closing = self._closing = threading.Event()
 
         def follow() -> None:
-            self._stream = self._container.logs(stream=True, follow=True, tail=tail)
-            if self._closing.is_set():
+            self._stream = self._container.logs(stream=True, follow=True, tail=tail, since=since)
+            if closing.is_set():
                 self._stream.close()
             pending = b""
             for chunk in self._stream:
@@ -298,7 +317,7 @@ class DockerEngine:
                     image_id = str(aux["ID"])
                 if "error" in chunk:
                     raise OrchestratorError(
-                        f"backend image build failed: {str(chunk['error']).strip()}",
+                        f"image build of {tag} failed: {str(chunk['error']).strip()}",
                         details="\n".join(tail),
                     )
             return image_id or str(self.client.images.get(tag).id)
@@ -306,9 +325,9 @@ class DockerEngine:
         try:
             return await asyncio.wait_for(in_daemon_thread(run, "docker-build"), timeout_s)
         except TimeoutError:
-            raise OrchestratorError(f"backend image build took over {timeout_s:.0f} s") from None
+            raise OrchestratorError(f"image build of {tag} took over {timeout_s:.0f} s") from None
         except docker.errors.DockerException as error:
-            raise OrchestratorError(f"backend image build failed: {error}") from error
+            raise OrchestratorError(f"image build of {tag} failed: {error}") from error
         finally:
             cancel.set()
 
@@ -324,6 +343,27 @@ class DockerEngine:
                 return True
 
         return await asyncio.to_thread(ensure)
+
+    async def ensure_network(self, name: str) -> None:
+        def ensure() -> None:
+            if not self.client.networks.list(names=[name]):
+                self.client.networks.create(name, labels=owner_labels(self._project))
+
+        await asyncio.to_thread(ensure)
+
+    async def remove_networks(self) -> list[str]:
+        """Remove the project's networks (after its containers: a network in use stays)."""
+
+        def remove() -> list[str]:
+            removed = []
+            filters = {"label": _label_filter(owner_labels(self._project))}
+            for network in self.client.networks.list(filters=filters):
+                with contextlib.suppress(docker.errors.NotFound):
+                    network.remove()
+                    removed.append(str(network.name))
+            return removed
+
+        return await asyncio.to_thread(remove)
 
     async def owned_containers(self) -> list[Container]:
         filters: dict[str, str | list[str] | bool] = {
@@ -372,7 +412,7 @@ class DockerEngine:
                 and existing.labels.get(LABEL_HASH) == wanted
             ):
                 return RunOutcome(
-                    BackendContainer(existing, spec.service, self._hub), Action.REUSED
+                    ServiceContainer(existing, spec.service, self._hub), Action.REUSED
                 )
             await asyncio.to_thread(existing.remove, force=True)
             replaced = True
@@ -384,7 +424,7 @@ class DockerEngine:
             fallback = error.reason
             container = await self._create_and_start(spec, labels, gpu=False)
         action = Action.RECREATED if replaced else Action.CREATED
-        return RunOutcome(BackendContainer(container, spec.service, self._hub), action, fallback)
+        return RunOutcome(ServiceContainer(container, spec.service, self._hub), action, fallback)
 
     async def _refuse_foreign_name(self, name: str) -> None:
         try:
@@ -408,7 +448,10 @@ class DockerEngine:
                 detach=True,
                 environment=dict(spec.env),
                 ports={f"{spec.container_port}/tcp": (spec.publish_host, spec.host_port)},
-                volumes={spec.volume: {"bind": MODEL_CACHE_PATH, "mode": "rw"}},
+                volumes={spec.volume: {"bind": MODEL_CACHE_PATH, "mode": "rw"}}
+                if spec.volume
+                else None,
+                network=spec.network,
                 labels=dict(labels),
                 device_requests=requests_,
             )
@@ -425,17 +468,19 @@ class DockerEngine:
                 ):
                     raise OrchestratorError(
                         f"port {spec.host_port} on {spec.publish_host} is in use; "
-                        "choose another with --moshi-port (MOSHI_PORT)"
+                        f"choose another with {spec.port_option}"
                     ) from error
                 raise OrchestratorError(
-                    f"cannot start the backend container: {explanation}"
+                    f"cannot start the {spec.service} container: {explanation}"
                 ) from error
             return container
 
         try:
             return await asyncio.to_thread(create_and_start)
         except docker.errors.DockerException as error:
-            raise OrchestratorError(f"cannot create the backend container: {error}") from error
+            raise OrchestratorError(
+                f"cannot create the {spec.service} container: {error}"
+            ) from error
 
 
 class _NoGpu(Exception):

@@ -51,9 +51,10 @@ def backend_variables(settings: StackSettings, environ: Mapping[str, str]) -> di
             "MOSHI_USE_SSL": _flag(settings.moshi_use_ssl),
             "MOSHI_CPU_OFFLOAD": _flag(settings.moshi_cpu_offload),
             "MOSHI_ENGINE": settings.moshi_engine.value,
-            "MOSHI_MODEL": settings.moshi_model,
         }
     )
+    if settings.moshi_hf_repo:
+        passed["MOSHI_HF_REPO"] = settings.moshi_hf_repo
     if settings.token:
         passed["HF_TOKEN"] = settings.token
     return passed
@@ -127,6 +128,46 @@ def frontend_environment(
         for key, value in env.items()
         if key not in _SECRET_NAMES and not (token and token in value)
     }
+
+
+# What a process on this host needs and a container must not get: the image has its own.
+_HOST_ONLY = (
+    "PATH",
+    "HOME",
+    "USER",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "PYTHONPATH",
+    "APP_SSL_DIR",
+)
+
+
+def frontend_container_environment(
+    settings: StackSettings,
+    environ: Mapping[str, str],
+    *,
+    backend_host: str,
+    backend_port: int,
+    backend_address: str,
+) -> dict[str, str]:
+    """The frontend as a container (`up --prod`): browsers get the same computed MOSHI_WS_URL as
+    with a process; the frontend itself reaches the backend at backend_address (its container
+    name on the project's network). No reload: the code is the image's."""
+    env = frontend_environment(
+        settings, environ, backend_host=backend_host, backend_port=backend_port, pythonpath=""
+    )
+    for key in _HOST_ONLY:
+        env.pop(key, None)
+    scheme = "https" if settings.moshi_use_ssl else "http"
+    env.update(
+        {
+            "APP_HOST": "0.0.0.0",
+            "APP_RELOAD": "false",
+            "MOSHI_BACKEND_URL": f"{scheme}://{backend_address}:{settings.moshi_port}",
+        }
+    )
+    return env
 
 
 def config_hash(parts: Mapping[str, object]) -> str:

@@ -6,6 +6,7 @@ from orchestrator.environments import (
     backend_variables,
     config_hash,
     container_environment,
+    frontend_container_environment,
     frontend_environment,
     local_backend_environment,
 )
@@ -70,3 +71,31 @@ def test_config_hash_follows_the_backend_configuration(tmp_path: Path) -> None:
     other = backend_variables(_settings(tmp_path, MOSHI_CPU_OFFLOAD="true"), {})
     assert config_hash({"env": one}) == config_hash({"env": same})
     assert config_hash({"env": one}) != config_hash({"env": other})
+
+
+def test_frontend_container_keeps_the_browser_url_and_reaches_the_backend_by_name(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, HF_TOKEN=TOKEN, MOSHI_PORT="9123", APP_PORT="8100")
+    caller = {"PATH": "/host/bin", "HOME": "/home/me", "APP_SSL_DIR": "/host/certs", "TZ": "UTC"}
+    env = frontend_container_environment(
+        settings, caller, backend_host="127.0.0.1", backend_port=9123, backend_address="pp-be"
+    )
+    # The URL browsers get is computed as for a local frontend; the container's own route differs.
+    assert env["MOSHI_WS_URL"] == "ws://127.0.0.1:9123/api/chat"
+    assert env["MOSHI_BACKEND_URL"] == "http://pp-be:9123"
+    assert env["APP_HOST"] == "0.0.0.0" and env["APP_PORT"] == "8100"
+    assert env["APP_RELOAD"] == "false"
+    # The host's paths mean nothing in the image; the token never reaches the frontend.
+    assert not {"PATH", "HOME", "PYTHONPATH", "APP_SSL_DIR", "HF_TOKEN"} & env.keys()
+    assert env["TZ"] == "UTC" and TOKEN not in "".join(env.values())
+
+
+def test_frontend_container_with_ssl_trusts_the_stack_certificate(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, MOSHI_USE_SSL="true")
+    env = frontend_container_environment(
+        settings, {}, backend_host="127.0.0.1", backend_port=8998, backend_address="pp-be"
+    )
+    assert env["MOSHI_WS_URL"] == "wss://127.0.0.1:8998/api/chat"
+    assert env["MOSHI_BACKEND_URL"] == "https://pp-be:8998"
+    assert env["MOSHI_TRUST_SELF_SIGNED"] == "true"

@@ -55,7 +55,8 @@ class StackSettings(BaseModel):
     moshi_cpu_offload: bool = False
     moshi_gpu: GpuMode = GpuMode.AUTO
     moshi_engine: EngineChoice = EngineChoice.AUTO
-    moshi_model: str = Field(default="nvidia/personaplex-7b-v1", min_length=1)
+    # None: the engine's own repository (nvidia/personaplex-7b-v1 or kyutai/moshiko-pytorch-bf16).
+    moshi_hf_repo: str | None = Field(default=None, min_length=1)
     moshi_base_image: str = Field(
         default="pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime", min_length=1
     )
@@ -65,6 +66,11 @@ class StackSettings(BaseModel):
     backend: BackendMode = Field(default=BackendMode.AUTO, json_schema_extra=_env("MOSHI_BACKEND"))
     # A prebuilt server PEX; unset means `./pants --concurrent package` builds one.
     backend_pex: Path | None = Field(default=None, json_schema_extra=_env("MOSHI_BACKEND_PEX"))
+    # Production mode (Aspire's publish-mode run): the frontend runs as a container built from
+    # its Dockerfile too, without reload.
+    prod: bool = Field(default=False, json_schema_extra=_env("PERSONAPLEX_PROD"))
+    # A prebuilt frontend app PEX for --prod; unset means `./pants --concurrent package`.
+    frontend_pex: Path | None = Field(default=None, json_schema_extra=_env("FRONTEND_PEX"))
     # The host address the backend's port is published on (container) or bound to (process).
     publish_host: str = Field(
         default="127.0.0.1", min_length=1, json_schema_extra=_env("MOSHI_PUBLISH_HOST")
@@ -73,6 +79,11 @@ class StackSettings(BaseModel):
     persistent: bool = Field(default=True, json_schema_extra=_env("MOSHI_PERSISTENT"))
     health_timeout_s: float = Field(
         default=600.0, gt=0, le=86_400, json_schema_extra=_env("PERSONAPLEX_HEALTH_TIMEOUT_S")
+    )
+    # The dashboard `up` serves on loopback (Aspire's, on the same port by default).
+    dashboard: bool = Field(default=True, json_schema_extra=_env("PERSONAPLEX_DASHBOARD"))
+    dashboard_port: int = Field(
+        default=15000, ge=1, le=65535, json_schema_extra=_env("PERSONAPLEX_DASHBOARD_PORT")
     )
     # Names the containers, labels and run state, so that two stacks can live side by side.
     project: str = Field(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -16,7 +17,6 @@ from typing import Any
 import docker
 
 from orchestrator import events
-from orchestrator.backend_image import build_backend_image
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.docker_backend import (
     Action,
@@ -27,12 +27,13 @@ from orchestrator.docker_backend import (
 )
 from orchestrator.environments import (
     container_environment,
+    frontend_container_environment,
     frontend_environment,
     local_backend_environment,
     python_path,
 )
 from orchestrator.errors import OrchestratorError, ServiceFailed
-from orchestrator.events import Level, Notice, ResourceState, StateChanged
+from orchestrator.events import Level, Notice, ResourceKind, ResourceState, StateChanged
 from orchestrator.health_gate import (
     ExitCheck,
     Gate,
@@ -42,6 +43,14 @@ from orchestrator.health_gate import (
     wait_healthy,
 )
 from orchestrator.hub import EventHub
+from orchestrator.images import (
+    BACKEND_IMAGE,
+    FRONTEND_IMAGE,
+    backend_build,
+    build_service_image,
+    frontend_build,
+)
+from orchestrator.lifecycle import Controls, Lifecycle, Runner
 from orchestrator.local_process import (
     LocalLauncher,
     ProcessLauncher,
@@ -94,7 +103,10 @@ class Supervisor:
         self._launcher = seams.launcher or LocalLauncher(hub)
         self._session = uuid.uuid4().hex[:12]
         self._record = RunRecord(self._session, os.getpid())
-        self._watchers: dict[str, ExitCheck] = {}
+        # The engine the backend container runs on; --prod runs the frontend there too.
+        self._engine: DockerEngine | None = None
+        # The running resources, for the watch loop and the dashboard's actions.
+        self.controls = Controls()
 
     async def _say(self, text: str, level: Level = Level.INFO) -> None:
         await self._hub.publish(Notice(text, level))
@@ -134,8 +146,10 @@ class Supervisor:
 
     async def _watch(self, stop: asyncio.Future[int]) -> int:
         watchers = {
-            asyncio.create_task(self._until_exit(name, exited), name=f"watch-{name}")
-            for name, exited in self._watchers.items()
+            asyncio.create_task(
+                self._until_exit(name, lifecycle.unexpected_exit), name=f"watch-{name}"
+            )
+            for name, lifecycle in self.controls.items()
         }
         try:
             racing: set[asyncio.Future[Any]] = {stop, *watchers}
@@ -185,6 +199,11 @@ class Supervisor:
 
     async def _start_backend(self, owned: AsyncExitStack) -> Endpoint:
         mode = self._settings.backend
+        prod = self._settings.prod
+        if prod and mode is BackendMode.LOCAL:
+            raise OrchestratorError(
+                "--prod runs both services as containers; it cannot go with MOSHI_BACKEND=local"
+            )
         if mode is not BackendMode.LOCAL:
             client, reason = await self._seams.connect_docker()
             if client is not None:
@@ -192,11 +211,12 @@ class Supervisor:
                 try:
                     return await self._start_container(owned, client)
                 except BaseImageUnavailable as error:
+                    if prod:
+                        raise
                     await self._say(error.message, Level.WARNING)
-            elif mode is BackendMode.DOCKER:
-                raise OrchestratorError(
-                    f"MOSHI_BACKEND=docker but no Docker engine answers: {reason}"
-                )
+            elif mode is BackendMode.DOCKER or prod:
+                wanted = "--prod" if prod else "MOSHI_BACKEND=docker"
+                raise OrchestratorError(f"{wanted} but no Docker engine answers: {reason}")
             else:
                 await self._say(
                     f"no Docker engine answers ({reason}); the backend runs as a local process"
@@ -208,14 +228,10 @@ class Supervisor:
 
     async def _start_local_backend(self, owned: AsyncExitStack) -> Endpoint:
         s = self._settings
-        await self._hub.publish(
-            StateChanged(events.BACKEND, ResourceState.STARTING, "local process")
-        )
         env = local_backend_environment(s, self._seams.environ, self._pythonpath())
         env.setdefault("MOSHI_SSL_DIR", str(self._run_state.directory / "certs"))
-        process = await self._start_process(owned, events.BACKEND, "moshi_backend", env)
         endpoint = Endpoint(s.publish_host, s.moshi_port, self._scheme())
-        await self._gate(events.BACKEND, endpoint, process.exit_description, process.logs_done)
+        await self._run_process(owned, events.BACKEND, "moshi_backend", env, endpoint)
         return endpoint
 
     async def _start_container(
@@ -229,19 +245,31 @@ class Supervisor:
         if not await engine.base_image_available(s.moshi_base_image):
             raise BaseImageUnavailable(
                 f"base image {s.moshi_base_image} is not present and cannot be pulled; pass a "
-                "local one with --moshi-base-image (MOSHI_BASE_IMAGE); "
-                "the backend runs as a local process instead"
+                "local one with --moshi-base-image (MOSHI_BASE_IMAGE)"
+                + ("" if s.prod else "; the backend runs as a local process instead")
             )
-        await self._hub.publish(StateChanged(events.BACKEND, ResourceState.BUILDING, "image"))
+        self._engine = engine
+        image = BACKEND_IMAGE.tag(s.project)
+        await self._hub.publish(
+            StateChanged(
+                events.BACKEND,
+                ResourceState.BUILDING,
+                "image",
+                kind=ResourceKind.CONTAINER,
+                image=image,
+            )
+        )
         image_id = await self._build_image(engine)
         created = await engine.ensure_volume(s.hf_cache_volume)
         await self._say(
             f"{'created' if created else 'reusing'} model cache volume {s.hf_cache_volume}"
         )
         gpu = await self._want_gpu(engine)
+        # Always on the project's network, so that `up --prod` can reuse a container `up` made.
+        await engine.ensure_network(self._network())
         spec = ContainerSpec(
             image_id=image_id,
-            name=f"{s.project}-moshi-backend",
+            name=self._container_name(events.BACKEND),
             service=events.BACKEND,
             env=container_environment(s, self._seams.environ),
             container_port=s.moshi_port,
@@ -250,6 +278,7 @@ class Supervisor:
             volume=s.hf_cache_volume,
             gpu=gpu,
             persistent=s.persistent,
+            network=self._network(),
         )
         outcome = await engine.run(spec, self._session)
         container = outcome.container
@@ -260,10 +289,43 @@ class Supervisor:
                 Level.WARNING,
             )
         await self._say(f"backend container {container.short_id} {outcome.action.value}")
-        healthy = False
+        await self._hub.publish(
+            StateChanged(
+                events.BACKEND,
+                ResourceState.STARTING,
+                f"container {container.short_id}",
+                image=f"{image} ({image_id.removeprefix('sha256:')[:12]})",
+            )
+        )
+        host, port = await container.endpoint(s.moshi_port)
+        endpoint = Endpoint(host, port, self._scheme())
+
+        async def start_again() -> None:
+            await self._hub.publish(
+                StateChanged(
+                    events.BACKEND, ResourceState.STARTING, f"container {container.short_id}"
+                )
+            )
+            started = time.time()
+            await container.start()
+            container.relay_logs(since=started)
+            await self._gate(
+                events.BACKEND, endpoint, container.exit_description, container.logs_done
+            )
+
+        async def stop_only() -> None:
+            await container.stop(remove=False)
+
+        lifecycle = Lifecycle(
+            events.BACKEND,
+            Runner(start_again, stop_only, container.exit_description),
+            self._hub,
+            running=False,
+        )
 
         async def release() -> None:
-            if s.persistent and healthy and await container.exit_description() is None:
+            await lifecycle.cancel()
+            if s.persistent and lifecycle.running and await container.exit_description() is None:
                 container.close_logs()
                 await self._hub.publish(
                     StateChanged(
@@ -280,19 +342,17 @@ class Supervisor:
         self._run_state.save(self._record)
         # A reused container's history was shown by the run that started it.
         container.relay_logs(tail=20 if outcome.action is Action.REUSED else "all")
-        host, port = await container.endpoint(s.moshi_port)
-        endpoint = Endpoint(host, port, self._scheme())
         await self._gate(events.BACKEND, endpoint, container.exit_description, container.logs_done)
-        healthy = True
+        lifecycle.running = True
+        self.controls.add(lifecycle)
         return endpoint
 
     async def _build_image(self, engine: DockerEngine) -> str:
         s = self._settings
-        return await build_backend_image(
+        return await build_service_image(
             engine,
+            backend_build(s),
             project=s.project,
-            base_image=s.moshi_base_image,
-            given_pex=s.backend_pex,
             repo_root=s.repo_root,
             launcher=self._launcher,
             hub=self._hub,
@@ -313,9 +373,9 @@ class Supervisor:
 
     async def _start_frontend(self, owned: AsyncExitStack, backend: Endpoint) -> None:
         s = self._settings
-        await self._hub.publish(
-            StateChanged(events.FRONTEND, ResourceState.STARTING, "local process")
-        )
+        if s.prod:
+            await self._start_frontend_container(owned, backend)
+            return
         env = frontend_environment(
             s,
             self._seams.environ,
@@ -323,42 +383,185 @@ class Supervisor:
             backend_port=backend.port,
             pythonpath=self._pythonpath(),
         )
-        process = await self._start_process(owned, events.FRONTEND, "frontend", env)
         host = "127.0.0.1" if s.app_host in ("0.0.0.0", "::") else s.app_host
         endpoint = Endpoint(host, s.app_port, self._scheme())
-        await self._gate(
+        await self._run_process(
+            owned,
             events.FRONTEND,
+            "frontend",
+            env,
             endpoint,
-            process.exit_description,
-            process.logs_done,
             ready=lambda answer: answer.status_code == 200,
         )
 
+    async def _start_frontend_container(self, owned: AsyncExitStack, backend: Endpoint) -> None:
+        s = self._settings
+        engine = self._engine
+        if engine is None:  # _start_backend refuses --prod without a backend container
+            raise OrchestratorError("--prod: the backend is not a container")
+        wanted = frontend_build(s)
+        if not await engine.base_image_available(wanted.base_image):
+            raise OrchestratorError(
+                f"base image {wanted.base_image} is not present and cannot be pulled; pass a "
+                f"local one with {FRONTEND_IMAGE.base_image_option}"
+            )
+        image = FRONTEND_IMAGE.tag(s.project)
+        await self._hub.publish(
+            StateChanged(
+                events.FRONTEND,
+                ResourceState.BUILDING,
+                "image",
+                kind=ResourceKind.CONTAINER,
+                image=image,
+            )
+        )
+        image_id = await build_service_image(
+            engine,
+            wanted,
+            project=s.project,
+            repo_root=s.repo_root,
+            launcher=self._launcher,
+            hub=self._hub,
+            environ=self._seams.environ,
+        )
+        env = frontend_container_environment(
+            s,
+            self._seams.environ,
+            backend_host=backend.host,
+            backend_port=backend.port,
+            backend_address=self._container_name(events.BACKEND),
+        )
+        spec = ContainerSpec(
+            image_id=image_id,
+            name=self._container_name(events.FRONTEND),
+            service=events.FRONTEND,
+            env=env,
+            container_port=s.app_port,
+            publish_host=s.app_host,
+            host_port=s.app_port,
+            volume=None,
+            gpu=False,
+            # Like the frontend process: it lives as long as this `up`.
+            persistent=False,
+            network=self._network(),
+            port_option="--app-port (APP_PORT)",
+        )
+        container = (await engine.run(spec, self._session)).container
+        await self._say(f"frontend container {container.short_id} created")
+        await self._hub.publish(
+            StateChanged(
+                events.FRONTEND,
+                ResourceState.STARTING,
+                f"container {container.short_id}",
+                image=f"{image} ({image_id.removeprefix('sha256:')[:12]})",
+            )
+        )
+        host, port = await container.endpoint(s.app_port)
+        endpoint = Endpoint(host, port, self._scheme())
+
+        def ready(answer: HealthAnswer) -> bool:
+            return answer.status_code == 200
+
+        async def start_again() -> None:
+            await self._hub.publish(
+                StateChanged(
+                    events.FRONTEND, ResourceState.STARTING, f"container {container.short_id}"
+                )
+            )
+            started = time.time()
+            await container.start()
+            container.relay_logs(since=started)
+            await self._gate(
+                events.FRONTEND, endpoint, container.exit_description, container.logs_done, ready
+            )
+
+        async def stop_only() -> None:
+            await container.stop(remove=False)
+
+        lifecycle = Lifecycle(
+            events.FRONTEND,
+            Runner(start_again, stop_only, container.exit_description),
+            self._hub,
+            running=False,
+        )
+
+        async def release() -> None:
+            await lifecycle.cancel()
+            await self._hub.publish(StateChanged(events.FRONTEND, ResourceState.STOPPING))
+            await container.stop(remove=True)
+            await self._hub.publish(StateChanged(events.FRONTEND, ResourceState.STOPPED))
+
+        owned.push_async_callback(release)
+        container.relay_logs()
+        await self._gate(
+            events.FRONTEND, endpoint, container.exit_description, container.logs_done, ready
+        )
+        lifecycle.running = True
+        self.controls.add(lifecycle)
+
     # --- shared ----------------------------------------------------------------------------
+
+    def _network(self) -> str:
+        return f"{self._settings.project}-net"
+
+    def _container_name(self, service: str) -> str:
+        # Also the host name by which the containers reach each other on the project's network.
+        return f"{self._settings.project}-{service}"
 
     def _pythonpath(self) -> str:
         tree = self._settings.repo_root / "src" / "python"
         source_root = str(tree.resolve()) if (tree / "frontend" / "__main__.py").is_file() else None
         return python_path(self._seams.import_paths, source_root)
 
+    async def _run_process(
+        self,
+        owned: AsyncExitStack,
+        service: str,
+        module: str,
+        env: Mapping[str, str],
+        endpoint: Endpoint,
+        ready: Callable[[HealthAnswer], bool] | None = None,
+    ) -> None:
+        """A service as a local process that can be restarted: each start is a new process
+        with the same environment, gated on health like the first."""
+        current: ServiceProcess | None = None
+
+        async def start() -> None:
+            nonlocal current
+            await self._hub.publish(
+                StateChanged(
+                    service, ResourceState.STARTING, "local process", kind=ResourceKind.PROCESS
+                )
+            )
+            current = await self._start_process(service, module, env)
+            await self._gate(service, endpoint, current.exit_description, current.logs_done, ready)
+
+        async def stop() -> None:
+            if current is not None:
+                await current.stop(STOP_GRACE_S)
+
+        async def exited() -> str | None:
+            return await current.exit_description() if current is not None else "never started"
+
+        lifecycle = Lifecycle(service, Runner(start, stop, exited), self._hub, running=False)
+        owned.push_async_callback(lifecycle.shutdown)
+        await start()
+        lifecycle.running = True
+        self.controls.add(lifecycle)
+
     async def _start_process(
-        self, owned: AsyncExitStack, service: str, module: str, env: Mapping[str, str]
+        self, service: str, module: str, env: Mapping[str, str]
     ) -> ServiceProcess:
         spec = ProcessSpec(
             service, [self._seams.python, "-m", module], env, cwd=self._run_state.directory
         )
         process = await self._launcher.start(spec)
+        # A restart replaces the service's process: `down` and the next `up` find the new one.
+        self._record.processes = [p for p in self._record.processes if p.service != service]
         self._record.processes.append(
             ProcessRecord(service, process.pid, process.pgid, f"-m {module}")
         )
         self._run_state.save(self._record)
-
-        async def stop() -> None:
-            await self._hub.publish(StateChanged(service, ResourceState.STOPPING))
-            await process.stop(STOP_GRACE_S)
-            await self._hub.publish(StateChanged(service, ResourceState.STOPPED))
-
-        owned.push_async_callback(stop)
         return process
 
     async def _gate(
@@ -393,5 +596,4 @@ class Supervisor:
         url = endpoint.url()
         self._record.endpoints[resource] = url
         self._run_state.save(self._record)
-        self._watchers[resource] = exited
         await self._hub.publish(StateChanged(resource, ResourceState.HEALTHY, endpoint=url))

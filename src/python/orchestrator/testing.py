@@ -34,11 +34,20 @@ def stack_env(root: Path, project: str, extra: Mapping[str, str] | None = None) 
             "HF_TOKEN": CANARY_TOKEN,
             "MOSHI_PORT": str(free_port()),
             "APP_PORT": str(free_port()),
+            # Every `up` serves its dashboard: never on the one default port, which tests share.
+            "PERSONAPLEX_DASHBOARD_PORT": str(free_port()),
             **(extra or {}),
         }
     )
     # A test's own settings must not be overridden by the caller's shell.
-    for name in ("PERSONAPLEX_CONFIG", "MOSHI_GPU", "MOSHI_BACKEND", "MOSHI_BACKEND_PEX"):
+    for name in (
+        "PERSONAPLEX_CONFIG",
+        "PERSONAPLEX_PROD",
+        "MOSHI_GPU",
+        "MOSHI_BACKEND",
+        "MOSHI_BACKEND_PEX",
+        "FRONTEND_PEX",
+    ):
         if extra is None or name not in extra:
             env.pop(name, None)
     return env

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -14,7 +15,16 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
-from orchestrator.docker_backend import LABEL_HASH, LABEL_OWNER, LABEL_PROJECT, LABEL_SERVICE
+from moshi_backend.testing import ogg_pages, tone
+from moshi_protocol.client import ChatClient
+from moshi_protocol.messages import MessageKind
+from orchestrator.docker_backend import (
+    LABEL_HASH,
+    LABEL_OWNER,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    MODEL_CACHE_PATH,
+)
 from orchestrator.testing import (
     CANARY_TOKEN,
     UP_LINE,
@@ -26,8 +36,9 @@ from orchestrator.testing import (
 )
 from testsupport.polling import http_status
 
-# Where Pants puts the server PEX in this test's sandbox (runtime_package_dependencies).
-SERVER_PEX = "src.python.moshi_backend/server.pex"
+# Where Pants puts the PEX files in this test's sandbox (runtime_package_dependencies).
+SERVER_PEX = "src.python.moshi_backend/server-loopback.pex"
+APP_PEX = "src.python.frontend/app.pex"
 
 
 @dataclass
@@ -47,6 +58,10 @@ class DockerStack:
         (container,) = self.containers()
         return container
 
+    def service(self, name: str) -> Container:
+        (container,) = (c for c in self.containers() if c.labels[LABEL_SERVICE] == name)
+        return container
+
 
 @pytest.fixture
 def stack(
@@ -59,7 +74,9 @@ def stack(
         project,
         {
             "MOSHI_BASE_IMAGE": local_base_image,
+            "FRONTEND_BASE_IMAGE": local_base_image,
             "MOSHI_BACKEND_PEX": SERVER_PEX,
+            "FRONTEND_PEX": APP_PEX,
             "HF_CACHE_VOLUME": volume,
             "MOSHI_GPU": "auto",
         },
@@ -72,9 +89,13 @@ def stack(
             container.remove(force=True)
         for image in docker_client.images.list(filters={"label": f"{LABEL_PROJECT}={project}"}):
             with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(str(image.id), force=True)
+                # noprune: the untagged steps below it may be in use by a concurrent build.
+                docker_client.images.remove(str(image.id), force=True, noprune=True)
         with contextlib.suppress(docker.errors.NotFound):
             docker_client.volumes.get(volume).remove(force=True)
+        for network in docker_client.networks.list(filters={"label": f"{LABEL_PROJECT}={project}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                network.remove()
 
 
 def _exec_env(container: Container) -> dict[str, str]:
@@ -124,13 +145,19 @@ def test_persistent_container_is_reused_then_recreated_when_the_configuration_ch
     binding = first.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]
     assert binding == {"HostIp": "127.0.0.1", "HostPort": port}
     mounts = {m["Name"]: m["Destination"] for m in first.attrs["Mounts"] if m["Type"] == "volume"}
-    assert mounts == {stack.volume: "/root/.cache/huggingface"}
+    assert mounts == {stack.volume: MODEL_CACHE_PATH}
+    # The path the image declares as its model cache, writable by the image's non-root user.
+    image = stack.client.images.get(first.attrs["Image"])
+    assert MODEL_CACHE_PATH in image.attrs["Config"]["Volumes"]
+    probe = first.exec_run(["sh", "-c", f"touch {MODEL_CACHE_PATH}/probe && id -u"])
+    assert probe.exit_code == 0 and isinstance(probe.output, bytes)
+    assert probe.output.decode().strip() != "0"
     injected = _exec_env(first)
     assert injected["HF_TOKEN"] == CANARY_TOKEN
     assert injected["MOSHI_PORT"] == port
     assert injected["MOSHI_ENGINE"] == "auto"
     assert injected["MOSHI_USE_SSL"] == "false" and injected["MOSHI_CPU_OFFLOAD"] == "false"
-    assert injected["MOSHI_MODEL"] == "nvidia/personaplex-7b-v1"
+    assert "MOSHI_HF_REPO" not in injected  # the engine's own repository
 
     second_output, second = _up_and_stop(stack)
     assert second.id == first.id
@@ -196,3 +223,52 @@ def test_unavailable_base_image_falls_back_to_a_local_process(stack: DockerStack
         assert stack.containers() == []
         assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
     assert project_processes(stack.project) == []
+
+
+def test_prod_runs_the_frontend_as_a_container_wired_to_the_backend(stack: DockerStack) -> None:
+    port, app_port = stack.env["MOSHI_PORT"], stack.env["APP_PORT"]
+    with orchestrator_process(["up", "--prod"], stack.env, stack.project) as orchestrator:
+        output = orchestrator.wait_output(UP_LINE, timeout_s=300)
+        assert "frontend: starting (local process)" not in output
+        frontend = stack.service("frontend")
+        backend = stack.service("moshi-backend")
+        network = f"{stack.project}-net"
+        for container in (frontend, backend):
+            assert network in container.attrs["NetworkSettings"]["Networks"]
+        # Browsers get the URL computed as without --prod; the frontend reaches the backend over
+        # the project's network (its /health sees it, and the proxy relays a conversation).
+        config = json.loads(_ok(f"http://127.0.0.1:{app_port}/api/config"))
+        assert config["moshi_ws_url"] == f"ws://127.0.0.1:{port}/api/chat"
+        health = json.loads(_ok(f"http://127.0.0.1:{app_port}/health"))
+        assert health["backend"]["reachable"] is True, health
+        asyncio.run(_echo_through(f"ws://127.0.0.1:{app_port}/proxy/moshi"))
+        injected = _exec_env(frontend)
+        assert injected["APP_RELOAD"] == "false"
+        assert injected["MOSHI_BACKEND_URL"] == f"http://{backend.name}:{port}"
+        assert CANARY_TOKEN not in "".join(injected.values())
+        uid = frontend.exec_run(["id", "-u"]).output
+        assert isinstance(uid, bytes) and uid.decode().strip() == "10001"
+        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
+        output = orchestrator.output()
+    assert CANARY_TOKEN not in output
+    # The frontend container went with `up`; the persistent backend stays for the next one.
+    assert [c.labels[LABEL_SERVICE] for c in stack.containers()] == ["moshi-backend"]
+    down = run_orchestrator(["down"], stack.env)
+    assert down.returncode == 0, down.stderr
+    assert f"removed network {network}" in down.stdout
+    assert stack.containers() == []
+
+
+def _ok(url: str) -> bytes:
+    answer = http_status(url)
+    assert answer is not None and answer[0] == 200, (url, answer)
+    return answer[1]
+
+
+async def _echo_through(url: str) -> None:
+    async with ChatClient.connect(url) as client:
+        await client.handshake()
+        for page in ogg_pages(tone(0.8)):
+            await client.send_audio(page)
+        while (await client.receive()).kind is not MessageKind.AUDIO:
+            pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,24 +22,33 @@ from testsupport.processes import free_port
 def built_image(
     client: docker.DockerClient,
     *,
-    context_files: Sequence[str],
+    context_files: Mapping[str, str],
     dockerfile: str,
-    base_image: str,
+    buildargs: Mapping[str, str],
     name: str,
 ) -> Iterator[str]:
-    """Build from files copied at their sandbox paths (the layout Pants' docker context has)."""
+    """Build from a context of {path in the context: path in the sandbox}; the context paths
+    are those of Pants' docker context (`src.python.SERVICE/NAME.pex`, `src/python/...`).
+
+    Only the tag goes at the end: the untagged images of the build stages and steps stay,
+    because other tests build the same steps at the same time on the same engine, and removing
+    one under a running build fails it (seen: "failed to get digest").
+    """
     with tempfile.TemporaryDirectory(prefix="build-context-") as directory:
         context = Path(directory)
-        for path in context_files:
+        for path, source in context_files.items():
             (context / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(Path(path), context / path)
+            if Path(source).is_dir():  # a packed PEX
+                shutil.copytree(Path(source), context / path)
+            else:
+                shutil.copy2(Path(source), context / path)
         tag = f"{name}:test-{uuid.uuid4().hex[:12]}"
         log: list[str] = []
         for chunk in client.api.build(
             path=str(context),
             dockerfile=dockerfile,
             tag=tag,
-            buildargs={"BASE_IMAGE": base_image},
+            buildargs=dict(buildargs),
             labels={TEST_LABEL: "1"},
             rm=True,
             forcerm=True,
@@ -51,7 +60,7 @@ def built_image(
     try:
         yield tag
     finally:
-        client.images.remove(tag, force=True)
+        client.images.remove(tag, force=True, noprune=True)
 
 
 @contextmanager
