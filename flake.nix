@@ -17,6 +17,7 @@
             pkgs.python311 # the services and their tests
             pkgs.python39 # runs Pants 2.17 itself (wheels exist for CPython 3.7-3.9 only)
             pkgs.docker-client
+            pkgs.docker-compose # checks the compose file `orchestrator publish` writes
             pkgs.libopus
             pkgs.espeak-ng
             pkgs.sox

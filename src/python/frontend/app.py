@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from frontend.access_log import ACCESS_LOGGER, QuietPolls
+from frontend.backend_pool import BackendPool, backends_of
 from frontend.backend_probe import BackendProbe
 from frontend.events import EventHub, HubLogHandler
 from frontend.health_watch import watch_backend
@@ -41,6 +43,9 @@ def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
+        # Here, not in main(): with reload the app runs in a worker process of its own.
+        quiet = QuietPolls()
+        logging.getLogger(ACCESS_LOGGER).addFilter(quiet)
         handler = HubLogHandler(hub)
         watched = [logging.getLogger(name) for name in ("frontend", "uvicorn.error")]
         for logger in watched:
@@ -57,7 +62,8 @@ def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastA
         )
         async with httpx.AsyncClient(verify=verify) as http:
             probe = BackendProbe(settings.moshi_backend_url, http)
-            app.state.frontend = AppState(settings, hub, http, probe, telemetry.tracer)
+            pool = BackendPool(backends_of(settings), http)
+            app.state.frontend = AppState(settings, hub, http, probe, pool, telemetry.tracer)
             watcher = asyncio.create_task(watch_backend(probe, settings.backend_poll_interval_s))
             try:
                 yield
@@ -67,6 +73,7 @@ def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastA
                     await watcher
                 for logger in watched:
                     logger.removeHandler(handler)
+                logging.getLogger(ACCESS_LOGGER).removeFilter(quiet)
                 await asyncio.to_thread(telemetry.shutdown)
 
     app = FastAPI(title="PersonaPlex voice frontend", lifespan=lifespan)

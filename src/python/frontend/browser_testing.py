@@ -90,8 +90,11 @@ class Frontend:
 
 
 @contextmanager
-def running_frontend(backend_chat_url: str, *, proxy: bool = False) -> Iterator[Frontend]:
-    """The real frontend, pointed at backend_chat_url, serving /api/config when yielded."""
+def running_frontend(
+    backend_chat_url: str, *, proxy: bool = False, more_backends: Sequence[str] = ()
+) -> Iterator[Frontend]:
+    """The real frontend, pointed at backend_chat_url (and more_backends, to choose among),
+    serving /api/config when yielded."""
     port = free_port()
     env = {
         "APP_HOST": "127.0.0.1",
@@ -99,6 +102,8 @@ def running_frontend(backend_chat_url: str, *, proxy: bool = False) -> Iterator[
         "MOSHI_WS_URL": backend_chat_url,
         "MOSHI_PROXY": "true" if proxy else "false",
     }
+    if more_backends:
+        env["MOSHI_WS_URLS"] = ",".join([backend_chat_url, *more_backends])
     with service_process(python_module_command("frontend"), env=env) as process:
         frontend = Frontend(port, process)
         process.wait_http(f"{frontend.url}api/config", timeout_s=STARTUP_TIMEOUT_S)

@@ -8,6 +8,7 @@ from fastapi import Depends
 from opentelemetry import trace
 from starlette.requests import HTTPConnection
 
+from frontend.backend_pool import BackendPool
 from frontend.backend_probe import BackendProbe
 from frontend.events import EventHub
 from frontend.settings import FrontendSettings
@@ -35,7 +36,12 @@ def get_probe(state: Annotated[AppState, Depends(get_state)]) -> BackendProbe:
     return state.probe
 
 
+def get_pool(state: Annotated[AppState, Depends(get_state)]) -> BackendPool:
+    return state.pool
+
+
 SettingsDep = Annotated[FrontendSettings, Depends(get_settings)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 ProbeDep = Annotated[BackendProbe, Depends(get_probe)]
+PoolDep = Annotated[BackendPool, Depends(get_pool)]
 TracerDep = Annotated[trace.Tracer, Depends(get_tracer)]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class FrontendSettings(BaseSettings):
@@ -21,6 +22,9 @@ class FrontendSettings(BaseSettings):
     moshi_use_ssl: bool = False
     # Empty means: derived from MOSHI_HOST, MOSHI_PORT and MOSHI_USE_SSL.
     moshi_ws_url: str = ""
+    # Several backends (scaling out), comma-separated: each new conversation goes to one with a
+    # free slot (backend_pool.py). Empty: MOSHI_WS_URL is the only one.
+    moshi_ws_urls: Annotated[tuple[str, ...], NoDecode] = ()
     # Where this server reaches the backend (health, voices, proxy); empty: MOSHI_WS_URL's host.
     moshi_backend_url: str = ""
     # Browsers use /proxy/moshi instead of connecting directly (always so with MOSHI_USE_SSL).
@@ -45,6 +49,21 @@ class FrontendSettings(BaseSettings):
             raise ValueError("must be a ws:// or wss:// URL")
         return value
 
+    @field_validator("moshi_ws_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("moshi_ws_urls")
+    @classmethod
+    def _are_websocket_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("ws://", "wss://")):
+                raise ValueError(f"{url!r} is not a ws:// or wss:// URL")
+        return value
+
     @field_validator("moshi_backend_url")
     @classmethod
     def _is_http_url(cls, value: str) -> str:
@@ -54,6 +73,8 @@ class FrontendSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_urls(self) -> FrontendSettings:
+        if not self.moshi_ws_url and self.moshi_ws_urls:
+            object.__setattr__(self, "moshi_ws_url", self.moshi_ws_urls[0])
         if not self.moshi_ws_url:
             scheme = "wss" if self.moshi_use_ssl else "ws"
             url = f"{scheme}://{self.moshi_host}:{self.moshi_port}/api/chat"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 from opentelemetry import trace
 
+from frontend.backend_pool import BackendPool
 from frontend.backend_probe import BackendProbe
 from frontend.events import EventHub
 from frontend.settings import FrontendSettings
@@ -18,4 +19,5 @@ class AppState:
     hub: EventHub
     http: httpx.AsyncClient
     probe: BackendProbe
+    pool: BackendPool
     tracer: trace.Tracer

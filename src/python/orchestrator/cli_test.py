@@ -86,3 +86,10 @@ def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[s
         main(argv)
     assert exited.value.code == 0
     assert "usage: orchestrator" in capsys.readouterr().out
+
+
+def test_dashboard_options_reach_the_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--no-dashboard", "--dashboard-port", "15555"]) == 0
+    rows = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert rows["PERSONAPLEX_DASHBOARD"] == "false"
+    assert rows["PERSONAPLEX_DASHBOARD_PORT"] == "15555"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from enum import Enum
 
 BACKEND = "moshi-backend"
@@ -15,12 +16,19 @@ class ResourceState(str, Enum):
     PENDING = "pending"
     BUILDING = "building"
     STARTING = "starting"
+    # Asked for (dashboard): the resource is stopped and started again.
+    RESTARTING = "restarting"
     HEALTHY = "healthy"
     FAILED = "failed"
     STOPPING = "stopping"
     STOPPED = "stopped"
     # A persistent container that is left running when the orchestrator exits.
     DETACHED = "detached"
+
+
+class ResourceKind(str, Enum):
+    CONTAINER = "container"
+    PROCESS = "process"
 
 
 class Level(str, Enum):
@@ -35,6 +43,11 @@ class StateChanged:
     state: ResourceState
     detail: str = ""
     endpoint: str | None = None
+    # Set when known (on start); a later event without them keeps what was said before.
+    kind: ResourceKind | None = None
+    image: str | None = None
+    # Wall-clock time of the change, for uptimes.
+    at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,16 @@ class HttpProbe:
         return HealthAnswer(response.status_code, document if isinstance(document, dict) else None)
 
 
+def health_word(answer: HealthAnswer | None) -> str:
+    """One word for a /health answer, as `status` and the dashboard show it."""
+    if answer is None:
+        return "unreachable"
+    document = answer.document or {}
+    if answer.status_code == 200 and document.get("status") in ("ready", "ok", None):
+        return "healthy"
+    return str(document.get("status") or f"HTTP {answer.status_code}")
+
+
 # None while the service runs; otherwise how it ended ("exited with code 2").
 ExitCheck = Callable[[], Awaitable[str | None]]
 
@@ -100,10 +110,28 @@ async def wait_healthy(
         await clock.sleep(gate.interval_s)
 
 
+_GIB = 1024**3
+
+
 def _progress_of(document: dict[str, Any]) -> tuple[float | None, str]:
     raw = document.get("progress")
     fraction = float(raw) if isinstance(raw, int | float) else None
-    status = str(document.get("status", "starting"))
+    status = str(document.get("stage") or document.get("status", "starting"))
     model = document.get("model")
     message = f"{status} {model}" if model else status
+    load = document.get("load")
+    if isinstance(load, dict):
+        message += _load_counts(load)
     return fraction, message
+
+
+def _load_counts(load: dict[str, Any]) -> str:
+    """What a model engine's /health counts while it loads: bytes and files, then layers."""
+    if load.get("bytes_total"):
+        return (
+            f": {load.get('bytes_done', 0) / _GIB:.1f} of {load['bytes_total'] / _GIB:.1f} GiB"
+            f" ({load.get('files_done', 0)}/{load.get('files_total', '?')} files)"
+        )
+    if load.get("layers_total"):
+        return f": {load.get('layers_loaded', 0)}/{load['layers_total']} layers"
+    return ""

@@ -77,6 +77,32 @@ async def test_progress_is_published_until_ready() -> None:
     assert probe.calls == 5
 
 
+async def test_model_download_and_load_counts_are_shown() -> None:
+    def loading_model(stage: str, fraction: float, load: dict[str, int]) -> HealthAnswer:
+        document = {"status": "loading", "stage": stage, "progress": fraction, "load": load}
+        return HealthAnswer(503, {**document, "model": "nvidia/personaplex-7b-v1"})
+
+    gib = 1024**3
+    downloading = {
+        "bytes_done": 3 * gib,
+        "bytes_total": 16 * gib,
+        "files_done": 2,
+        "files_total": 4,
+    }
+    probe = ScriptedProbe(
+        [
+            loading_model("downloading", 0.13, downloading),
+            loading_model("loading LM", 0.8, {"layers_loaded": 12, "layers_total": 32}),
+            HealthAnswer(200, {"status": "ready", "progress": 1.0}),
+        ]
+    )
+    messages = [e.message for e in await _gate(probe, FakeClock()) if isinstance(e, Progress)]
+    assert messages == [
+        "downloading nvidia/personaplex-7b-v1: 3.0 of 16.0 GiB (2/4 files)",
+        "loading LM nvidia/personaplex-7b-v1: 12/32 layers",
+    ]
+
+
 async def test_error_status_fails_at_once() -> None:
     probe = ScriptedProbe([HealthAnswer(503, {"status": "error", "error": "CUDA out of memory"})])
     with pytest.raises(ServiceFailed, match="reports an error: CUDA out of memory"):

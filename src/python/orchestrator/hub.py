@@ -13,9 +13,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from orchestrator.events import Event, LogLine, Progress, ResourceState, StateChanged
+from orchestrator.events import (
+    Event,
+    LogLine,
+    Progress,
+    ResourceKind,
+    ResourceState,
+    StateChanged,
+)
 
 _RECENT_LINES = 60
+_NOT_RUNNING = frozenset({ResourceState.FAILED, ResourceState.STOPPED, ResourceState.RESTARTING})
 
 
 @dataclass
@@ -26,6 +34,11 @@ class ResourceView:
     endpoint: str | None = None
     progress: Progress | None = None
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=_RECENT_LINES))
+    kind: ResourceKind | None = None
+    image: str | None = None
+    # When the current run started (wall clock); None while it does not run.
+    started_at: float | None = None
+    restarts: int = 0
 
 
 @dataclass
@@ -43,8 +56,20 @@ class StackState:
             view.state, view.detail = event.state, event.detail
             if event.endpoint is not None:
                 view.endpoint = event.endpoint
+            if event.kind is not None:
+                view.kind = event.kind
+            if event.image is not None:
+                view.image = event.image
             if event.state is not ResourceState.BUILDING:
                 view.progress = None
+            if event.state is ResourceState.RESTARTING:
+                view.restarts += 1
+            if event.state is ResourceState.STARTING or (
+                event.state is ResourceState.HEALTHY and view.started_at is None
+            ):
+                view.started_at = event.at
+            elif event.state in _NOT_RUNNING:
+                view.started_at = None
         elif isinstance(event, LogLine):
             self.view(event.resource).recent.append(event.text)
         elif isinstance(event, Progress):

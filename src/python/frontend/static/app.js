@@ -392,6 +392,18 @@ function chatUrl() {
   return `${config.moshi_ws_url}?${query}`;
 }
 
+async function refreshBackend() {
+  // With several backends the server hands out a free one per conversation (MOSHI_WS_URLS), so
+  // each connect asks again; through the relay the server chooses by itself.
+  if (config.use_proxy) return;
+  try {
+    const response = await fetch("/api/config", { cache: "no-store" });
+    if (response.ok) config.moshi_ws_url = (await response.json()).moshi_ws_url;
+  } catch (error) {
+    browserLog("WARNING", `keeping ${config.moshi_ws_url}: /api/config failed (${error.message})`);
+  }
+}
+
 async function connect() {
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
@@ -405,6 +417,7 @@ async function connect() {
     showError(micProblem);
     browserLog("WARNING", `audio unavailable: ${error.message}`);
   }
+  await refreshBackend();
   if (!wanted) {
     closeMicrophone(); // Disconnect was pressed while the microphone was opening
     return;

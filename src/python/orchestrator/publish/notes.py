@@ -1,0 +1,65 @@
+"""NOTES.md of the published directory: how to use what was written, and how to scale out."""
+
+from __future__ import annotations
+
+from orchestrator.publish.kubernetes import BACKEND_PODS
+from orchestrator.publish.model import BACKEND, SECRET_NAME, Deployment
+
+
+def notes(deployment: Deployment) -> str:
+    gpu = (
+        "one NVIDIA GPU per backend replica (`nvidia.com/gpu: 1`; the cluster needs NVIDIA's "
+        "device plugin)"
+        if deployment.gpu
+        else "no GPU (published with MOSHI_GPU=off)"
+    )
+    return f"""# Deploying the PersonaPlex voice stack
+
+Written by `./pants run orchestrator -- publish`; publish again rather than editing these files.
+Images: `{deployment.backend_image}` and `{deployment.frontend_image}` (`./pants package ::`
+builds them; push them where your machines can pull them, or publish with `--image-prefix`).
+Browsers talk only to the frontend, which relays each conversation to a backend
+(`MOSHI_PROXY=true`); the backend is never exposed. The backend gets {gpu}.
+
+## Docker Compose (one machine)
+
+    cp .env.example .env          # then fill in HF_TOKEN for the gated PersonaPlex weights
+    docker compose up -d          # or docker-compose 1.27+
+    open http://localhost:{deployment.app_port}
+
+The first start downloads the model into the volume `{deployment.cache_volume}` (the same one
+`orchestrator up` uses); the frontend starts once the backend's health check passes.
+
+## Kubernetes
+
+    kubectl create secret generic {SECRET_NAME} --from-literal=HF_TOKEN=hf_...
+    kubectl apply -k kubernetes/
+    kubectl port-forward service/frontend {deployment.app_port}:{deployment.app_port}
+
+`{BACKEND}` is a StatefulSet of {deployment.backend_replicas} replica(s); each has its own
+`{deployment.cache_size}` model cache claim, mounted at `{deployment.cache_path}`. Its startup
+probe allows 30 minutes for the first download and load, then readiness and liveness probes
+ask `/health` (503 until the model is ready). Put an Ingress (with TLS) in front of the
+`frontend` service to serve users; the microphone needs HTTPS outside localhost.
+
+## Scaling out
+
+A backend holds one conversation at a time by default (the model engines' capacity; each
+conversation keeps the GPU busy in real time). More users need more backend replicas, and a way
+to send each new conversation to a replica that has a free slot: a Kubernetes Service spreads
+connections at random, so a conversation could land on a busy replica while another is idle.
+
+The frontend does the choosing. Publish with `--backend-replicas N`: the frontend is then given
+every replica's own address in `MOSHI_WS_URLS` (`{BACKEND}-0.{BACKEND_PODS}`, ..., through the
+headless service `{BACKEND_PODS}`). For each new conversation it asks every backend's `/health`
+at once (2 s timeout) and relays to the first whose `sessions.active` is below
+`sessions.capacity`. When none is free, the conversation goes to a loaded replica that answers
+`busy` (close code 1013); the page says so and tries again after 4 s. Two conversations that
+start at the same instant may pick the same free replica: the second is told `busy` and finds
+the other one on its retry.
+
+To change the number of replicas, publish again with the new count and `kubectl apply -k` both
+files: `kubectl scale` alone would change the StatefulSet but not the frontend's list. A GPU
+with memory to spare can hold more than one conversation: set `MOSHI_MAX_SESSIONS` on the
+backend, and the frontend uses the capacity each backend reports.
+"""

@@ -1,0 +1,190 @@
+"""`orchestrator publish`, run as a real command; its output read by docker-compose and by the
+Kubernetes client's models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from orchestrator.docker_backend import MODEL_CACHE_PATH
+from orchestrator.testing import CANARY_TOKEN, run_orchestrator, stack_env, unique_project
+from testsupport.gate import Unavailable, require
+
+MODEL_LOAD_S = 30 * 60
+
+
+def _publish(tmp_path: Path, *args: str, extra: dict[str, str] | None = None) -> Path:
+    output = tmp_path / "deploy"
+    env = stack_env(
+        tmp_path, unique_project(), {"MOSHI_PORT": "8998", "APP_PORT": "8010", **(extra or {})}
+    )
+    result = run_orchestrator(["publish", "--output", str(output), *args], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert CANARY_TOKEN not in result.stdout + result.stderr
+    return output
+
+
+def _all_text(directory: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted(directory.rglob("*")) if p.is_file())
+
+
+class _Response:
+    """What ApiClient.deserialize reads: a body of JSON."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.data = json.dumps(document)
+
+
+def _model(document: dict[str, Any]) -> Any:
+    """The manifest as the client's model; anything the model does not know is an error."""
+    api = k8s.ApiClient()
+    group_version = document["apiVersion"].split("/")[-1]
+    model = api.deserialize(_Response(document), f"{group_version.capitalize()}{document['kind']}")
+    # Unknown or misplaced fields are dropped by deserialize: the round trip shows them.
+    assert api.sanitize_for_serialization(model) == document
+    return model
+
+
+def _manifests(output: Path) -> dict[str, Any]:
+    found = {}
+    for path in sorted((output / "kubernetes").glob("*.yaml")):
+        document = yaml.safe_load(path.read_text())
+        if document["kind"] == "Kustomization":
+            assert sorted(document["resources"]) == sorted(
+                p.name for p in (output / "kubernetes").glob("*.yaml") if p.name != path.name
+            )
+            continue
+        found[f"{document['kind']}/{document['metadata']['name']}"] = _model(document)
+    return found
+
+
+def _probe_seconds(probe: Any) -> int:
+    return int(probe.period_seconds * probe.failure_threshold)
+
+
+def test_kubernetes_manifests_load_into_the_client_models(tmp_path: Path) -> None:
+    output = _publish(tmp_path, "--image-tag", "1.2.3", "--image-prefix", "registry.example/pp")
+    assert CANARY_TOKEN not in _all_text(output)
+    found = _manifests(output)
+    assert sorted(found) == [
+        "Deployment/frontend",
+        "Service/frontend",
+        "Service/moshi-backend",
+        "Service/moshi-backend-pods",
+        "StatefulSet/moshi-backend",
+    ]
+    backend: k8s.V1StatefulSet = found["StatefulSet/moshi-backend"]
+    pod = backend.spec.template.spec
+    (container,) = pod.containers
+    assert container.image == "registry.example/pp/moshi-backend:1.2.3"
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    for probe in (container.startup_probe, container.readiness_probe, container.liveness_probe):
+        assert probe.http_get.path == "/health" and probe.http_get.port == 8998
+    assert _probe_seconds(container.startup_probe) >= MODEL_LOAD_S
+    assert _probe_seconds(container.liveness_probe) < 120
+    # The model cache: a claim per replica, mounted where the image keeps its HF cache.
+    (claim,) = backend.spec.volume_claim_templates
+    (mount,) = container.volume_mounts
+    assert mount.name == claim.metadata.name
+    assert claim.spec.resources.requests["storage"] == "50Gi"
+    assert mount.mount_path == MODEL_CACHE_PATH
+    env = {variable.name: variable for variable in container.env}
+    assert env["MOSHI_PORT"].value == "8998" and env["MOSHI_HOST"].value == "0.0.0.0"
+    # The token is a reference to a secret, never a value.
+    assert env["HF_TOKEN"].value is None
+    assert env["HF_TOKEN"].value_from.secret_key_ref.key == "HF_TOKEN"
+    # The non-root image can write the claim.
+    assert pod.security_context.run_as_non_root and pod.security_context.fs_group == 10001
+
+    service: k8s.V1Service = found["Service/moshi-backend"]
+    assert service.spec.selector.items() <= backend.spec.template.metadata.labels.items()
+    assert service.spec.ports[0].port == 8998
+
+    frontend: k8s.V1Deployment = found["Deployment/frontend"]
+    (web,) = frontend.spec.template.spec.containers
+    frontend_env = {variable.name: variable.value for variable in web.env}
+    # Wired to the backend's service by its DNS name, relayed through the frontend.
+    assert frontend_env["MOSHI_WS_URL"] == "ws://moshi-backend:8998/api/chat"
+    assert frontend_env["MOSHI_PROXY"] == "true"
+    assert "MOSHI_WS_URLS" not in frontend_env and "HF_TOKEN" not in frontend_env
+    assert web.readiness_probe.http_get.path == "/health"
+    assert web.readiness_probe.http_get.port == 8010
+    front_service: k8s.V1Service = found["Service/frontend"]
+    assert front_service.spec.selector.items() <= frontend.spec.template.metadata.labels.items()
+
+
+def test_replicas_give_the_frontend_every_backend_by_name(tmp_path: Path) -> None:
+    found = _manifests(_publish(tmp_path, "--backend-replicas", "3"))
+    backend = found["StatefulSet/moshi-backend"]
+    assert backend.spec.replicas == 3
+    headless = found["Service/moshi-backend-pods"]
+    assert headless.spec.cluster_ip == "None" and backend.spec.service_name == "moshi-backend-pods"
+    (web,) = found["Deployment/frontend"].spec.template.spec.containers
+    urls = {variable.name: variable.value for variable in web.env}["MOSHI_WS_URLS"].split(",")
+    assert urls == [f"ws://moshi-backend-{n}.moshi-backend-pods:8998/api/chat" for n in range(3)]
+
+
+def test_without_a_gpu_nothing_asks_for_one(tmp_path: Path) -> None:
+    output = _publish(tmp_path, "--gpu", "off")
+    text = _all_text(output)
+    assert "nvidia.com/gpu" not in text and "capabilities" not in text
+
+
+def _docker_compose() -> str:
+    path = shutil.which("docker-compose")
+    if path is None:
+        raise Unavailable("no docker-compose on PATH (Debian: apt-get install docker-compose)")
+    return path
+
+
+def test_docker_compose_reads_the_compose_file_and_env_template(tmp_path: Path) -> None:
+    compose = require("docker-compose", _docker_compose)
+    output = _publish(tmp_path, "--image-tag", "1.2.3")
+    template = (output / ".env.example").read_text()
+    assert "HF_TOKEN=\n" in template and CANARY_TOKEN not in template
+    result = subprocess.run(
+        [compose, "--env-file", ".env.example", "-f", "docker-compose.yml", "config"],
+        cwd=output,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        # The test's own HF_TOKEN must not be what fills the file in.
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    backend = resolved["services"]["moshi-backend"]
+    frontend = resolved["services"]["frontend"]
+    assert backend["image"] == "personaplex/moshi-backend:1.2.3"
+    assert frontend["image"] == "personaplex/frontend:1.2.3"
+    assert backend["environment"]["HF_TOKEN"] == ""
+    (device,) = backend["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"]
+    (volume,) = backend["volumes"]
+    # docker-compose 1.29 prints the short form, `docker compose` the long one.
+    if isinstance(volume, str):
+        volume = dict(zip(("source", "target"), volume.split(":")[:2], strict=True))
+    assert volume["source"] == "model-cache" and volume["target"] == MODEL_CACHE_PATH
+    assert resolved["volumes"]["model-cache"]["name"] == "hf-model-cache-scenario6"
+    assert backend["healthcheck"]["start_period"] in ("30m", "1800s", "30m0s")
+    assert frontend["environment"]["MOSHI_WS_URL"] == "ws://moshi-backend:8998/api/chat"
+    assert frontend["depends_on"]["moshi-backend"]["condition"] == "service_healthy"
+    assert frontend["ports"][0]["published"] in (8010, "8010")
+    assert CANARY_TOKEN not in result.stdout
+
+
+@pytest.mark.parametrize("replicas", ["0", "-1"])
+def test_replicas_below_one_are_refused(tmp_path: Path, replicas: str) -> None:
+    env = stack_env(tmp_path, unique_project())
+    result = run_orchestrator(
+        ["publish", "--output", str(tmp_path), "--backend-replicas", replicas], env
+    )
+    assert result.returncode == 2 and "--backend-replicas" in result.stderr
