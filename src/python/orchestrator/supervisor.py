@@ -23,6 +23,7 @@ from orchestrator.docker_backend import (
     BaseImageUnavailable,
     ContainerSpec,
     DockerEngine,
+    ServiceContainer,
     connect_docker,
 )
 from orchestrator.environments import (
@@ -300,28 +301,7 @@ class Supervisor:
         host, port = await container.endpoint(s.moshi_port)
         endpoint = Endpoint(host, port, self._scheme())
 
-        async def start_again() -> None:
-            await self._hub.publish(
-                StateChanged(
-                    events.BACKEND, ResourceState.STARTING, f"container {container.short_id}"
-                )
-            )
-            started = time.time()
-            await container.start()
-            container.relay_logs(since=started)
-            await self._gate(
-                events.BACKEND, endpoint, container.exit_description, container.logs_done
-            )
-
-        async def stop_only() -> None:
-            await container.stop(remove=False)
-
-        lifecycle = Lifecycle(
-            events.BACKEND,
-            Runner(start_again, stop_only, container.exit_description),
-            self._hub,
-            running=False,
-        )
+        lifecycle = self._container_lifecycle(events.BACKEND, container, endpoint)
 
         async def release() -> None:
             await lifecycle.cancel()
@@ -462,28 +442,7 @@ class Supervisor:
         def ready(answer: HealthAnswer) -> bool:
             return answer.status_code == 200
 
-        async def start_again() -> None:
-            await self._hub.publish(
-                StateChanged(
-                    events.FRONTEND, ResourceState.STARTING, f"container {container.short_id}"
-                )
-            )
-            started = time.time()
-            await container.start()
-            container.relay_logs(since=started)
-            await self._gate(
-                events.FRONTEND, endpoint, container.exit_description, container.logs_done, ready
-            )
-
-        async def stop_only() -> None:
-            await container.stop(remove=False)
-
-        lifecycle = Lifecycle(
-            events.FRONTEND,
-            Runner(start_again, stop_only, container.exit_description),
-            self._hub,
-            running=False,
-        )
+        lifecycle = self._container_lifecycle(events.FRONTEND, container, endpoint, ready)
 
         async def release() -> None:
             await lifecycle.cancel()
@@ -500,6 +459,33 @@ class Supervisor:
         self.controls.add(lifecycle)
 
     # --- shared ----------------------------------------------------------------------------
+
+    def _container_lifecycle(
+        self,
+        resource: str,
+        container: ServiceContainer,
+        endpoint: Endpoint,
+        ready: Callable[[HealthAnswer], bool] | None = None,
+    ) -> Lifecycle:
+        """Restart and stop of a service container from the dashboard: the same container
+        starts again (same port, configuration, volume), its new logs follow, the gate runs."""
+
+        async def start_again() -> None:
+            await self._hub.publish(
+                StateChanged(resource, ResourceState.STARTING, f"container {container.short_id}")
+            )
+            started = time.time()
+            await container.start()
+            container.relay_logs(since=started)
+            await self._gate(
+                resource, endpoint, container.exit_description, container.logs_done, ready
+            )
+
+        async def stop_only() -> None:
+            await container.stop(remove=False)
+
+        runner = Runner(start_again, stop_only, container.exit_description)
+        return Lifecycle(resource, runner, self._hub, running=False)
 
     def _network(self) -> str:
         return f"{self._settings.project}-net"
