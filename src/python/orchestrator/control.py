@@ -21,7 +21,7 @@ from orchestrator.hub import EventHub
 from orchestrator.images import backend_build, build_service_image, frontend_build
 from orchestrator.local_process import ProcessLauncher
 from orchestrator.runstate import RunState, group_alive, kill_group, pid_alive
-from orchestrator.settings import StackSettings
+from orchestrator.settings import GpuMode, StackSettings
 from orchestrator.supervisor import DockerConnector
 
 Say = Callable[[str], None]
@@ -217,11 +217,14 @@ async def build(
     client, reason = await connect_docker()
     if client is None:
         raise OrchestratorError(f"`build` needs a Docker engine, and none answers: {reason}")
-    images = [backend_build(settings)]
-    if settings.prod:
-        images.append(frontend_build(settings))
     try:
         engine = DockerEngine(client, hub, settings.project)
+        gpu = settings.moshi_gpu is GpuMode.ON or (
+            settings.moshi_gpu is GpuMode.AUTO and await engine.nvidia_runtime()
+        )
+        images = [backend_build(settings, gpu)]
+        if settings.prod:
+            images.append(frontend_build(settings))
         for image in images:
             if not await engine.base_image_available(image.base_image):
                 raise OrchestratorError(

@@ -81,9 +81,12 @@ class ImageBuild:
     target: str
 
 
-def backend_build(settings: StackSettings) -> ImageBuild:
-    # Without model engines (no torch to package) when only the loopback engine is asked for.
-    loopback = settings.moshi_engine is EngineChoice.LOOPBACK
+def backend_build(settings: StackSettings, gpu: bool) -> ImageBuild:
+    """The full server when a model engine will run; without torch (gigabytes, minutes to
+    package) when only the loopback engine can: MOSHI_ENGINE=loopback, or auto without a GPU for
+    the container (the server's own `auto` picks the loopback engine there)."""
+    engine = settings.moshi_engine
+    loopback = engine is EngineChoice.LOOPBACK or (engine is EngineChoice.AUTO and not gpu)
     target = BACKEND_LOOPBACK_TARGET if loopback else BACKEND_IMAGE.pants_target
     return ImageBuild(BACKEND_IMAGE, settings.moshi_base_image, settings.backend_pex, target)
 

@@ -59,7 +59,7 @@ from orchestrator.local_process import (
     ServiceProcess,
 )
 from orchestrator.runstate import ProcessRecord, RunRecord, RunState, kill_group, pid_alive
-from orchestrator.settings import BackendMode, GpuMode, StackSettings
+from orchestrator.settings import BackendMode, EngineChoice, GpuMode, StackSettings
 
 # SIGTERM first, SIGKILL after this long (uvicorn's reloader and the backend stop in ~1 s).
 STOP_GRACE_S = 10.0
@@ -260,12 +260,12 @@ class Supervisor:
                 image=image,
             )
         )
-        image_id = await self._build_image(engine)
+        gpu = await self._want_gpu(engine)
+        image_id = await self._build_image(engine, gpu)
         created = await engine.ensure_volume(s.hf_cache_volume)
         await self._say(
             f"{'created' if created else 'reusing'} model cache volume {s.hf_cache_volume}"
         )
-        gpu = await self._want_gpu(engine)
         # Always on the project's network, so that `up --prod` can reuse a container `up` made.
         await engine.ensure_network(self._network())
         spec = ContainerSpec(
@@ -327,11 +327,17 @@ class Supervisor:
         self.controls.add(lifecycle)
         return endpoint
 
-    async def _build_image(self, engine: DockerEngine) -> str:
+    async def _build_image(self, engine: DockerEngine, gpu: bool) -> str:
         s = self._settings
+        build = backend_build(s, gpu)
+        if build.target != BACKEND_IMAGE.pants_target and s.moshi_engine is EngineChoice.AUTO:
+            await self._say(
+                "MOSHI_ENGINE=auto without a GPU for the container: the backend image gets the "
+                "loopback server (no torch); --engine personaplex packages the model engines"
+            )
         return await build_service_image(
             engine,
-            backend_build(s),
+            build,
             project=s.project,
             repo_root=s.repo_root,
             launcher=self._launcher,
