@@ -140,7 +140,7 @@ def _split_stacked_projections(
                 f"tensor {name} has {stacked.shape[0]} rows, not a multiple of the {piece} "
                 "that one step of the configured attention needs"
             )
-        for step, weight in enumerate(stacked.split(piece, dim=0)):
+        for step, weight in enumerate(torch.split(stacked, piece, dim=0)):
             state[f"{prefix}{step}.weight"] = weight
 
 
