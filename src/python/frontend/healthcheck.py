@@ -5,29 +5,18 @@ Runs from the image's virtualenv (`python -m frontend.healthcheck`), so the imag
 
 from __future__ import annotations
 
-import ssl
 import sys
-import urllib.error
-import urllib.request
 
 from frontend.settings import FrontendSettings
+from stack_tls.loopback import get_own_health
 
 
 def main() -> int:
     settings = FrontendSettings()
-    scheme = "https" if settings.moshi_use_ssl else "http"
-    url = f"{scheme}://127.0.0.1:{settings.app_port}/health"
-    # Our own self-signed certificate on loopback: there is nothing to verify it against.
-    context = ssl._create_unverified_context() if settings.moshi_use_ssl else None
-    try:
-        with urllib.request.urlopen(url, timeout=3, context=context) as response:
-            print(f"{url}: HTTP {response.status}")
-    except urllib.error.HTTPError as error:
-        print(f"{url}: HTTP {error.code}")
+    url, body = get_own_health(settings.app_port, settings.moshi_use_ssl)
+    if body is None:
         return 1
-    except (urllib.error.URLError, OSError) as error:
-        print(f"{url}: {error}")
-        return 1
+    print(f"{url}: HTTP 200")
     return 0
 
 

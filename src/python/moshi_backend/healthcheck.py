@@ -1,32 +1,26 @@
 """The container's HEALTHCHECK: exit 0 when this server's /health says ready.
 
-Runs from the server PEX (PEX_MODULE=moshi_backend.healthcheck), so the image needs no curl.
+Runs from the image's virtualenv (`python -m moshi_backend.healthcheck`), so the image needs no
+curl.
 """
 
 from __future__ import annotations
 
 import json
-import ssl
 import sys
-import urllib.error
-import urllib.request
 
 from moshi_backend.settings import BackendSettings
+from stack_tls.loopback import get_own_health
 
 
 def main() -> int:
     settings = BackendSettings()
-    scheme = "https" if settings.moshi_use_ssl else "http"
-    url = f"{scheme}://127.0.0.1:{settings.moshi_port}/health"
-    # Our own self-signed certificate on loopback: there is nothing to verify it against.
-    context = ssl._create_unverified_context() if settings.moshi_use_ssl else None
-    try:
-        with urllib.request.urlopen(url, timeout=3, context=context) as response:
-            document = json.load(response)
-    except urllib.error.HTTPError as error:
-        print(f"{url}: HTTP {error.code} {error.read()[:300]!r}")
+    url, body = get_own_health(settings.moshi_port, settings.moshi_use_ssl)
+    if body is None:
         return 1
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    try:
+        document = json.loads(body)
+    except ValueError as error:
         print(f"{url}: {error}")
         return 1
     print(f"{url}: {document.get('status')} ({document.get('engine')})")
