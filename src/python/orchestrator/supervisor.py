@@ -290,16 +290,13 @@ class Supervisor:
                 Level.WARNING,
             )
         await self._say(f"backend container {container.short_id} {outcome.action.value}")
-        await self._hub.publish(
-            StateChanged(
-                events.BACKEND,
-                ResourceState.STARTING,
-                f"container {container.short_id}",
-                image=f"{image} ({image_id.removeprefix('sha256:')[:12]})",
-            )
+        endpoint = await self._container_starting(
+            events.BACKEND,
+            container,
+            image,
+            image_id,
+            s.moshi_port,
         )
-        host, port = await container.endpoint(s.moshi_port)
-        endpoint = Endpoint(host, port, self._scheme())
 
         lifecycle = self._container_lifecycle(events.BACKEND, container, endpoint)
 
@@ -434,16 +431,13 @@ class Supervisor:
         )
         container = (await engine.run(spec, self._session)).container
         await self._say(f"frontend container {container.short_id} created")
-        await self._hub.publish(
-            StateChanged(
-                events.FRONTEND,
-                ResourceState.STARTING,
-                f"container {container.short_id}",
-                image=f"{image} ({image_id.removeprefix('sha256:')[:12]})",
-            )
+        endpoint = await self._container_starting(
+            events.FRONTEND,
+            container,
+            image,
+            image_id,
+            s.app_port,
         )
-        host, port = await container.endpoint(s.app_port)
-        endpoint = Endpoint(host, port, self._scheme())
 
         def ready(answer: HealthAnswer) -> bool:
             return answer.status_code == 200
@@ -465,6 +459,19 @@ class Supervisor:
         self.controls.add(lifecycle)
 
     # --- shared ----------------------------------------------------------------------------
+
+    async def _container_starting(
+        self, resource: str, container: ServiceContainer, image: str, image_id: str, port: int
+    ) -> Endpoint:
+        """Announce a service container as starting; its endpoint on the host."""
+        shown = f"{image} ({image_id.removeprefix('sha256:')[:12]})"
+        await self._hub.publish(
+            StateChanged(
+                resource, ResourceState.STARTING, f"container {container.short_id}", image=shown
+            )
+        )
+        host, host_port = await container.endpoint(port)
+        return Endpoint(host, host_port, self._scheme())
 
     def _container_lifecycle(
         self,
