@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from frontend.app import create_app
 from frontend.settings import FrontendSettings
+from stack_settings.report import report_invalid_settings
 from stack_tls.certificates import ensure_certificate
 
 
@@ -28,10 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = FrontendSettings()
     except ValidationError as error:
-        for problem in error.errors():
-            field = ".".join(str(part) for part in problem["loc"]).upper()
-            print(f"frontend: invalid {field}: {problem['msg']}", file=sys.stderr)
-        return 2
+        return report_invalid_settings("frontend", error)
     logging.getLogger("frontend").info(
         "frontend on %s://%s:%d, browsers use %s%s",
         "https" if settings.moshi_use_ssl else "http",

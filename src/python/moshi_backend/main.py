@@ -19,6 +19,7 @@ from moshi_backend.engine import EngineError
 from moshi_backend.engines.registry import create_engine
 from moshi_backend.server import ChatServer
 from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName
+from stack_settings.report import report_invalid_settings
 from stack_telemetry.otel import setup_telemetry
 from stack_tls.certificates import server_ssl_context
 
@@ -133,10 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(argv)
     except ValidationError as error:
-        for problem in error.errors():
-            field = ".".join(str(part) for part in problem["loc"]).upper()
-            print(f"moshi-backend: invalid {field}: {problem['msg']}", file=sys.stderr)
-        return 2
+        return report_invalid_settings("moshi-backend", error)
 
     async def run() -> None:
         stop = asyncio.Event()
