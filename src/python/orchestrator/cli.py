@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from orchestrator import control, events
 from orchestrator.clock import SystemClock
 from orchestrator.dashboard.server import Dashboard
@@ -37,6 +39,7 @@ from orchestrator.settings import (
     load_settings,
 )
 from orchestrator.supervisor import Seams, Supervisor
+from stack_settings.report import report_invalid_settings
 
 EPILOG = """\
 Every option can also come from an environment variable (shown in brackets) or a TOML config
@@ -52,7 +55,13 @@ def _settings_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     group = parser.add_argument_group("stack configuration")
     add = group.add_argument
-    add("--config", type=Path, metavar="FILE", help=f"TOML settings file [{CONFIG_FILE_VARIABLE}]")
+    add(
+        "--config",
+        dest="config_file",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML settings file [{CONFIG_FILE_VARIABLE}]",
+    )
     add("--project", help="name of this stack's containers and state [PERSONAPLEX_PROJECT]")
     add(
         "--backend",
@@ -182,40 +191,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NOT_SETTINGS = {
-    "command",
-    "config",
-    "volumes",
-    "service",
-    "tail",
-    "secrets_action",
-    "name",
-    "output",
-    "image_prefix",
-    "image_tag",
-    "backend_replicas",
-    "cache_size",
-}
-
-
-def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: value for key, value in vars(args).items() if key not in _NOT_SETTINGS}
+def _setting_options(argv: Sequence[str]) -> dict[str, Any]:
+    """The stack settings given as options: what the settings parser alone finds in argv
+    (options not given leave no attribute, so they do not hide the environment)."""
+    given, _ = _settings_options().parse_known_args(argv)
+    return vars(given)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     command = args.command or "up"
     masker = Masker()
     try:
         if command == "secrets":
             return _set_secret(args.name)
-        settings = load_settings(_flags(args), config_file=getattr(args, "config", None))
+        settings = load_settings(_setting_options(argv))
         masker = Masker([settings.token] if settings.token else [])
         if command == "config":
             return _print_config(settings)
         if command == "publish":
             return _publish(args, settings)
         return asyncio.run(_run(command, args, settings, masker))
+    except ValidationError as error:
+        return report_invalid_settings("orchestrator", error)
     except OrchestratorError as error:
         print(f"orchestrator: {masker(error.message)}", file=sys.stderr)
         if error.details:

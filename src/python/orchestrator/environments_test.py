@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
+from orchestrator.conftest import SetVariables
 from orchestrator.environments import (
     backend_variables,
     config_hash,
@@ -10,18 +11,22 @@ from orchestrator.environments import (
     frontend_environment,
     local_backend_environment,
 )
-from orchestrator.secret_store import SecretStore
 from orchestrator.settings import StackSettings, load_settings
 
 TOKEN = "hf_environment_test_token"
 
 
-def _settings(tmp_path: Path, **environ: str) -> StackSettings:
-    return load_settings(environ=environ, secrets=SecretStore(tmp_path / "none.toml"))
+@pytest.fixture(autouse=True)
+def _isolated(stack_environment: SetVariables) -> None:
+    """No variable of the caller's shell and no stored token reaches these settings."""
 
 
-def test_backend_gets_the_token_and_the_settings(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, HF_TOKEN=TOKEN, MOSHI_PORT="9123", MOSHI_CPU_OFFLOAD="1")
+def _settings(**variables: str) -> StackSettings:
+    return load_settings({name.lower(): value for name, value in variables.items()})
+
+
+def test_backend_gets_the_token_and_the_settings() -> None:
+    settings = _settings(HF_TOKEN=TOKEN, MOSHI_PORT="9123", MOSHI_CPU_OFFLOAD="1")
     caller = {"MOSHI_LOOPBACK_DELAY_MS": "5", "MOSHI_GPU": "on", "UNRELATED": "x"}
     env = container_environment(settings, caller)
     assert env["HF_TOKEN"] == TOKEN
@@ -32,15 +37,15 @@ def test_backend_gets_the_token_and_the_settings(tmp_path: Path) -> None:
     assert "MOSHI_GPU" not in env and "UNRELATED" not in env
 
 
-def test_local_backend_binds_the_publish_host(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, HF_TOKEN=TOKEN)
+def test_local_backend_binds_the_publish_host() -> None:
+    settings = _settings(HF_TOKEN=TOKEN)
     env = local_backend_environment(settings, {"PATH": "/bin", "MOSHI_HOST": "0.0.0.0"}, "/src")
     assert env["MOSHI_HOST"] == "127.0.0.1" and env["PATH"] == "/bin"
     assert env["PYTHONPATH"] == "/src" and env["HF_TOKEN"] == TOKEN
 
 
-def test_frontend_never_gets_the_token(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, HF_TOKEN=TOKEN)
+def test_frontend_never_gets_the_token() -> None:
+    settings = _settings(HF_TOKEN=TOKEN)
     caller = {
         "PATH": "/bin",
         "HF_TOKEN": TOKEN,
@@ -57,26 +62,24 @@ def test_frontend_never_gets_the_token(tmp_path: Path) -> None:
     assert (env["MOSHI_HOST"], env["MOSHI_PORT"]) == ("127.0.0.1", "18998")
 
 
-def test_ssl_makes_the_frontend_trust_the_stacks_own_certificate(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, MOSHI_USE_SSL="true")
+def test_ssl_makes_the_frontend_trust_the_stacks_own_certificate() -> None:
+    settings = _settings(MOSHI_USE_SSL="true")
     env = frontend_environment(
         settings, {}, backend_host="127.0.0.1", backend_port=8998, pythonpath=""
     )
     assert env["MOSHI_WS_URL"].startswith("wss://") and env["MOSHI_TRUST_SELF_SIGNED"] == "true"
 
 
-def test_config_hash_follows_the_backend_configuration(tmp_path: Path) -> None:
-    one = backend_variables(_settings(tmp_path), {})
-    same = backend_variables(_settings(tmp_path), {})
-    other = backend_variables(_settings(tmp_path, MOSHI_CPU_OFFLOAD="true"), {})
+def test_config_hash_follows_the_backend_configuration() -> None:
+    one = backend_variables(_settings(), {})
+    same = backend_variables(_settings(), {})
+    other = backend_variables(_settings(MOSHI_CPU_OFFLOAD="true"), {})
     assert config_hash({"env": one}) == config_hash({"env": same})
     assert config_hash({"env": one}) != config_hash({"env": other})
 
 
-def test_frontend_container_keeps_the_browser_url_and_reaches_the_backend_by_name(
-    tmp_path: Path,
-) -> None:
-    settings = _settings(tmp_path, HF_TOKEN=TOKEN, MOSHI_PORT="9123", APP_PORT="8100")
+def test_frontend_container_keeps_the_browser_url_and_reaches_the_backend_by_name() -> None:
+    settings = _settings(HF_TOKEN=TOKEN, MOSHI_PORT="9123", APP_PORT="8100")
     caller = {"PATH": "/host/bin", "HOME": "/home/me", "APP_SSL_DIR": "/host/certs", "TZ": "UTC"}
     env = frontend_container_environment(
         settings, caller, backend_host="127.0.0.1", backend_port=9123, backend_address="pp-be"
@@ -91,8 +94,8 @@ def test_frontend_container_keeps_the_browser_url_and_reaches_the_backend_by_nam
     assert env["TZ"] == "UTC" and TOKEN not in "".join(env.values())
 
 
-def test_frontend_container_with_ssl_trusts_the_stack_certificate(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, MOSHI_USE_SSL="true")
+def test_frontend_container_with_ssl_trusts_the_stack_certificate() -> None:
+    settings = _settings(MOSHI_USE_SSL="true")
     env = frontend_container_environment(
         settings, {}, backend_host="127.0.0.1", backend_port=8998, backend_address="pp-be"
     )

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from orchestrator.conftest import SetVariables
 from orchestrator.images import BACKEND_IMAGE, BACKEND_LOOPBACK_TARGET, backend_build
-from orchestrator.secret_store import SecretStore
 from orchestrator.settings import load_settings
 
 
@@ -21,9 +19,7 @@ from orchestrator.settings import load_settings
     ],
 )
 def test_the_backend_image_carries_torch_only_when_a_model_engine_can_run(
-    tmp_path: Path, engine: str, gpu: bool, target: str
+    stack_environment: SetVariables, engine: str, gpu: bool, target: str
 ) -> None:
-    settings = load_settings(
-        environ={"MOSHI_ENGINE": engine}, secrets=SecretStore(tmp_path / "none.toml")
-    )
+    settings = load_settings({"moshi_engine": engine})
     assert backend_build(settings, gpu).target == target

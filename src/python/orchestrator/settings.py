@@ -1,11 +1,14 @@
-"""Typed configuration of the stack: defaults < config file (TOML) < environment < flags.
+"""Typed configuration of the stack: option > environment > config file (TOML) > stored secret >
+default, merged by pydantic-settings.
 
-`load_settings` merges the sources itself, so the environment is an argument (a seam for tests)
-rather than something read behind the caller's back.
+Every field is read from the environment variable named in the architecture document: the field
+name in capitals, or its alias where the two differ. The CLI hands its options over as init
+values under the same names.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tomllib
 from collections.abc import Mapping
@@ -13,12 +16,20 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.secret_store import SecretStore
 
 CONFIG_FILE_VARIABLE = "PERSONAPLEX_CONFIG"
+_TOKEN = "hf_token"
 
 
 class GpuMode(str, Enum):
@@ -40,14 +51,19 @@ class EngineChoice(str, Enum):
     LOOPBACK = "loopback"
 
 
-def _env(name: str) -> dict[str, Any]:
-    """For fields whose environment variable is not simply the field name in capitals."""
-    return {"env": name}
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+        # An empty variable means "not set", as for most tools.
+        env_ignore_empty=True,
+        # Options and config files may use the field names too.
+        populate_by_name=True,
+    )
 
-
-class StackSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+    # The TOML file the values below may come from; itself an option or a variable.
+    config_file: Path | None = Field(default=None, validation_alias="personaplex_config")
     moshi_port: int = Field(default=8998, ge=1, le=65535)
     app_port: int = Field(default=8010, ge=1, le=65535)
     app_host: str = Field(default="127.0.0.1", min_length=1)
@@ -63,36 +79,52 @@ class StackSettings(BaseModel):
     frontend_base_image: str = Field(default="python:3.11-slim", min_length=1)
     hf_cache_volume: str = Field(default="hf-model-cache-scenario6", min_length=1)
     hf_token: SecretStr | None = None
-    backend: BackendMode = Field(default=BackendMode.AUTO, json_schema_extra=_env("MOSHI_BACKEND"))
+    backend: BackendMode = Field(default=BackendMode.AUTO, validation_alias="moshi_backend")
     # A prebuilt server PEX; unset means `./pants --concurrent package` builds one.
-    backend_pex: Path | None = Field(default=None, json_schema_extra=_env("MOSHI_BACKEND_PEX"))
+    backend_pex: Path | None = Field(default=None, validation_alias="moshi_backend_pex")
     # Production mode (Aspire's publish-mode run): the frontend runs as a container built from
     # its Dockerfile too, without reload.
-    prod: bool = Field(default=False, json_schema_extra=_env("PERSONAPLEX_PROD"))
+    prod: bool = Field(default=False, validation_alias="personaplex_prod")
     # A prebuilt frontend app PEX for --prod; unset means `./pants --concurrent package`.
-    frontend_pex: Path | None = Field(default=None, json_schema_extra=_env("FRONTEND_PEX"))
+    frontend_pex: Path | None = None
     # The host address the backend's port is published on (container) or bound to (process).
     publish_host: str = Field(
-        default="127.0.0.1", min_length=1, json_schema_extra=_env("MOSHI_PUBLISH_HOST")
+        default="127.0.0.1", min_length=1, validation_alias="moshi_publish_host"
     )
     # Like Aspire's WithLifetime(Persistent): the container outlives `up` and is reused.
-    persistent: bool = Field(default=True, json_schema_extra=_env("MOSHI_PERSISTENT"))
+    persistent: bool = Field(default=True, validation_alias="moshi_persistent")
     health_timeout_s: float = Field(
-        default=600.0, gt=0, le=86_400, json_schema_extra=_env("PERSONAPLEX_HEALTH_TIMEOUT_S")
+        default=600.0, gt=0, le=86_400, validation_alias="personaplex_health_timeout_s"
     )
     # The dashboard `up` serves on loopback (Aspire's, on the same port by default).
-    dashboard: bool = Field(default=True, json_schema_extra=_env("PERSONAPLEX_DASHBOARD"))
+    dashboard: bool = Field(default=True, validation_alias="personaplex_dashboard")
     dashboard_port: int = Field(
-        default=15000, ge=1, le=65535, json_schema_extra=_env("PERSONAPLEX_DASHBOARD_PORT")
+        default=15000, ge=1, le=65535, validation_alias="personaplex_dashboard_port"
     )
     # Names the containers, labels and run state, so that two stacks can live side by side.
     project: str = Field(
         default="personaplex",
         pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
-        json_schema_extra=_env("PERSONAPLEX_PROJECT"),
+        validation_alias="personaplex_project",
     )
     # Where the backend's Dockerfile and start.sh are read and `./pants` is run.
-    repo_root: Path = Field(default=Path("."), json_schema_extra=_env("PERSONAPLEX_REPO_ROOT"))
+    repo_root: Path = Field(default=Path("."), validation_alias="personaplex_repo_root")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            ConfigFileSource(settings_cls),
+            StoredTokenSource(settings_cls),
+        )
 
     def describe(self) -> dict[str, str]:
         """The configuration as printable strings keyed by variable; secrets show only if set."""
@@ -118,74 +150,77 @@ class StackSettings(BaseModel):
 
 
 def env_name(field: str) -> str:
-    info = StackSettings.model_fields.get(field)
-    extra = info.json_schema_extra if info is not None else None
-    if isinstance(extra, dict) and isinstance(extra.get("env"), str):
-        return str(extra["env"])
-    return field.upper()
+    """The environment variable of a field."""
+    alias = StackSettings.model_fields[field].validation_alias
+    return (alias if isinstance(alias, str) else field).upper()
 
 
-def _by_env_name() -> dict[str, str]:
-    return {env_name(field): field for field in StackSettings.model_fields}
+def _input_name(field: str) -> str:
+    """The key a field's value has in the merged sources: its variable, in lower case."""
+    return env_name(field).lower()
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Settings from a TOML file whose keys are variable names (any case) or field names."""
-    try:
-        document = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise OrchestratorError(f"cannot read config file {path}: {error.strerror}") from error
-    except tomllib.TOMLDecodeError as error:
-        raise OrchestratorError(f"config file {path} is not valid TOML: {error}") from error
-    known = _by_env_name()
-    values: dict[str, Any] = {}
-    for key, value in document.items():
-        field = known.get(key.upper()) or (key if key in StackSettings.model_fields else None)
-        if field is None:
-            raise OrchestratorError(f"config file {path}: unknown setting {key!r}")
-        if field == "hf_token":
-            raise OrchestratorError(
-                f"config file {path}: HF_TOKEN does not belong in a config file; "
-                "use `orchestrator secrets set HF_TOKEN` or the environment"
-            )
-        values[field] = value
-    return values
+class _StackToml(TomlConfigSettingsSource):
+    """A config file whose keys are the variables' names in any case, or the fields' names."""
+
+    def _read_file(self, path: Any) -> dict[str, Any]:
+        try:
+            document = super()._read_file(path)
+        except OSError as error:
+            raise OrchestratorError(f"cannot read config file {path}: {error.strerror}") from error
+        except tomllib.TOMLDecodeError as error:
+            raise OrchestratorError(f"config file {path} is not valid TOML: {error}") from error
+        known = {
+            name.lower()
+            for field in StackSettings.model_fields
+            if field != "config_file"
+            for name in (field, env_name(field))
+        }
+        for key in document:
+            if key.lower() in (_TOKEN, env_name(_TOKEN).lower()):
+                raise OrchestratorError(
+                    f"config file {path}: HF_TOKEN does not belong in a config file; "
+                    "use `orchestrator secrets set HF_TOKEN` or the environment"
+                )
+            if key.lower() not in known:
+                raise OrchestratorError(f"config file {path}: unknown setting {key!r}")
+        return document
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    upper = {key.upper(): value for key, value in environ.items()}
-    return {
-        field: upper[variable]
-        for variable, field in _by_env_name().items()
-        # An empty variable means "not set", as for most tools.
-        if upper.get(variable)
-    }
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The TOML file that the option or the environment (the sources above this one) names."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        named = self.current_state.get(_input_name("config_file"))
+        if not named:
+            return {}
+        path = Path(named)
+        if not path.is_file():
+            missing = os.strerror(errno.ENOENT)
+            raise OrchestratorError(f"cannot read config file {path}: {missing}")
+        return _StackToml(self.settings_cls, toml_file=path)()
 
 
-def load_settings(
-    flags: Mapping[str, Any] | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-    config_file: Path | None = None,
-    secrets: SecretStore | None = None,
-) -> StackSettings:
-    """Merge the sources; OrchestratorError with one line naming the variable when invalid."""
-    environ = os.environ if environ is None else environ
-    if config_file is None and environ.get(CONFIG_FILE_VARIABLE):
-        config_file = Path(environ[CONFIG_FILE_VARIABLE])
-    merged: dict[str, Any] = read_config_file(config_file) if config_file else {}
-    merged.update(_from_environment(environ))
-    merged.update({key: value for key, value in (flags or {}).items() if value is not None})
-    if "hf_token" not in merged:
-        store = secrets if secrets is not None else SecretStore.default(environ)
-        stored = store.load().get("HF_TOKEN")
-        if stored:
-            merged["hf_token"] = stored
-    try:
-        return StackSettings.model_validate(merged)
-    except ValidationError as error:
-        problem = error.errors()[0]
-        field = str(problem["loc"][0]) if problem["loc"] else "?"
-        raise OrchestratorError(
-            f"invalid {env_name(field)}: {problem['msg']}", exit_code=2
-        ) from None
+class StoredTokenSource(PydanticBaseSettingsSource):
+    """HF_TOKEN from the user's secrets file, when no option or variable gives one."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.current_state.get(_TOKEN):
+            return {}
+        stored = SecretStore.default(os.environ).load().get(env_name(_TOKEN))
+        return {_TOKEN: stored} if stored else {}
+
+
+def load_settings(options: Mapping[str, Any] | None = None) -> StackSettings:
+    """The settings from every source, options keyed by field name; pydantic's ValidationError
+    when a value is invalid, OrchestratorError when the config file or the secrets file cannot
+    be used."""
+    # Keyed by variable, so that an invalid option is reported under the variable's name.
+    given = {_input_name(key): value for key, value in (options or {}).items() if value is not None}
+    return StackSettings(**given)
