@@ -7,15 +7,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.conftest import SetVariables
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def isolated_home(stack_environment: SetVariables, tmp_path: Path) -> Path:
     # Neither the caller's secrets file nor their stack variables may leak into these tests.
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    for name in ("HF_TOKEN", "MOSHI_PORT", "APP_PORT", "PERSONAPLEX_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
     return tmp_path
 
 

@@ -7,11 +7,17 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+import docker.errors
+import psutil
+
+from orchestrator.containers.labels import LABEL_PROJECT
 from testsupport.polling import GaveUp, wait_for
 from testsupport.processes import free_port, python_module_command, subprocess_env
 
@@ -23,15 +29,21 @@ def unique_project() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
-def stack_env(root: Path, project: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """An environment for `python -m orchestrator` whose state and secrets live under root."""
+def stack_env(
+    root: Path,
+    project: str,
+    extra: Mapping[str, str] | None = None,
+    *,
+    token: str | None = CANARY_TOKEN,
+) -> dict[str, str]:
+    """An environment for `python -m orchestrator` whose state and secrets live under root;
+    the token is a canary that must never show (None: no token at all)."""
     env = subprocess_env(
         {
             "XDG_STATE_HOME": str(root / "state"),
             "XDG_CONFIG_HOME": str(root / "config"),
             "PERSONAPLEX_PROJECT": project,
             "PERSONAPLEX_HEALTH_TIMEOUT_S": "120",
-            "HF_TOKEN": CANARY_TOKEN,
             "MOSHI_PORT": str(free_port()),
             "APP_PORT": str(free_port()),
             # Every `up` serves its dashboard: never on the one default port, which tests share.
@@ -39,6 +51,10 @@ def stack_env(root: Path, project: str, extra: Mapping[str, str] | None = None) 
             **(extra or {}),
         }
     )
+    if token is not None:
+        env["HF_TOKEN"] = token
+    else:
+        env.pop("HF_TOKEN", None)
     # A test's own settings must not be overridden by the caller's shell.
     for name in (
         "PERSONAPLEX_CONFIG",
@@ -55,17 +71,23 @@ def stack_env(root: Path, project: str, extra: Mapping[str, str] | None = None) 
 
 def project_processes(project: str) -> list[int]:
     """Pids of live (non-zombie) processes started for project (they carry it in their env)."""
-    marker = f"PERSONAPLEX_PROJECT={project}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
             continue
-        with contextlib.suppress(OSError):
-            if (entry / "stat").read_text().split(") ", 1)[1].startswith("Z"):
+        with contextlib.suppress(psutil.Error):
+            if process.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
+            if process.environ().get("PERSONAPLEX_PROJECT") == project:
+                found.append(process.pid)
     return found
+
+
+def kill_project_processes(project: str) -> None:
+    """Whatever a failed test or bench left of project must not outlive it."""
+    for pid in project_processes(project):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -73,9 +95,33 @@ class Orchestrator:
     process: subprocess.Popen[bytes]
     log_path: Path
     project: str
+    # time.monotonic() at spawn, for start-up times.
+    started: float
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_until(
+        self, condition: Callable[[], bool], what: str, timeout_s: float, interval_s: float = 0.1
+    ) -> float:
+        """Seconds since spawn at which condition() first held; GaveUp with the output if the
+        orchestrator exits first or time runs out."""
+
+        def probe() -> bool | None:
+            if condition():
+                return True
+            if self.process.poll() is not None:
+                raise GaveUp(f"orchestrator exited {self.process.returncode}")
+            return None
+
+        wait_for(
+            probe,
+            what=what,
+            timeout_s=timeout_s,
+            interval_s=interval_s,
+            context=lambda: self.output()[-3000:],
+        )
+        return time.monotonic() - self.started
 
     def wait_output(self, text: str, timeout_s: float = 120.0) -> str:
         def probe() -> str | None:
@@ -102,6 +148,7 @@ def orchestrator_process(
     """`python -m orchestrator ARGS`; on exit it and everything it started are gone."""
     with tempfile.NamedTemporaryFile(prefix="orchestrator-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
+    started = time.monotonic()
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             python_module_command("orchestrator", *args),
@@ -111,7 +158,7 @@ def orchestrator_process(
             stdin=subprocess.DEVNULL,
         )
     try:
-        yield Orchestrator(process, log_path, project)
+        yield Orchestrator(process, log_path, project, started)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -120,10 +167,7 @@ def orchestrator_process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
-        # Whatever a failed test left behind must not outlive it.
-        for pid in project_processes(project):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_project_processes(project)
         log_path.unlink(missing_ok=True)
 
 
@@ -139,3 +183,36 @@ def run_orchestrator(
         timeout=timeout_s,
         check=False,
     )
+
+
+def project_filter(project: str) -> dict[str, str | list[str] | bool]:
+    """The Docker API filter of what the orchestrator made for project."""
+    return {"label": [f"{LABEL_PROJECT}={project}"]}
+
+
+def remove_project_resources(
+    client: docker.DockerClient,
+    project: str,
+    *,
+    volume: str | None,
+    images: bool = True,
+    keep_image: str | None = None,
+) -> None:
+    """What a test or bench made for project on the engine: containers, networks, the volume,
+    and (if asked) its images, except the one tagged keep_image."""
+    for container in client.containers.list(all=True, filters=project_filter(project)):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True, v=True)
+    if images:
+        for image in client.images.list(filters=project_filter(project)):
+            if keep_image is not None and keep_image in image.tags:
+                continue
+            with contextlib.suppress(docker.errors.APIError):
+                # noprune: the untagged steps below it may be in use by a concurrent build.
+                client.images.remove(str(image.id), force=True, noprune=True)
+    if volume is not None:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.volumes.get(volume).remove(force=True)
+    for network in client.networks.list(filters=project_filter(project)):
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()

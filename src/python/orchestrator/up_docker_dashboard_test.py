@@ -3,7 +3,6 @@ container (its configuration and port), follow its logs across runs, and gate it
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import urllib.request
@@ -20,12 +19,13 @@ from docker.models.containers import Container
 from orchestrator import events
 from orchestrator.dashboard.routes import ACTION_HEADER
 from orchestrator.dashboard.testing import stream_text
-from orchestrator.docker_backend import LABEL_PROJECT
 from orchestrator.testing import (
     UP_LINE,
     Orchestrator,
     orchestrator_process,
+    project_filter,
     project_processes,
+    remove_project_resources,
     stack_env,
     unique_project,
 )
@@ -33,10 +33,6 @@ from testsupport.polling import http_status, wait_for
 
 # Where Pants puts the loopback server PEX in this test's sandbox.
 SERVER_PEX = "src.python.moshi_backend/server-loopback.pex"
-
-
-def _owned(project: str) -> dict[str, str | list[str] | bool]:
-    return {"label": [f"{LABEL_PROJECT}={project}"]}
 
 
 @pytest.fixture
@@ -60,13 +56,7 @@ def env(
     try:
         yield values
     finally:
-        for container in docker_client.containers.list(all=True, filters=_owned(project)):
-            container.remove(force=True)
-        for image in docker_client.images.list(filters={"label": f"{LABEL_PROJECT}={project}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(str(image.id), force=True)
-        with contextlib.suppress(docker.errors.NotFound):
-            docker_client.volumes.get(volume).remove(force=True)
+        remove_project_resources(docker_client, project, volume=volume)
 
 
 def _post(url: str) -> int:
@@ -104,7 +94,7 @@ def _log_text(dashboard: str) -> str:
 
 
 def _backend_container(client: docker.DockerClient, project: str) -> Container:
-    (container,) = client.containers.list(all=True, filters=_owned(project))
+    (container,) = client.containers.list(all=True, filters=project_filter(project))
     return container
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import signal
@@ -18,18 +17,15 @@ from docker.models.containers import Container
 from moshi_backend.testing import ogg_pages, tone
 from moshi_protocol.client import ChatClient
 from moshi_protocol.messages import MessageKind
-from orchestrator.docker_backend import (
-    LABEL_HASH,
-    LABEL_OWNER,
-    LABEL_PROJECT,
-    LABEL_SERVICE,
-    MODEL_CACHE_PATH,
-)
+from orchestrator.containers.container_spec import MODEL_CACHE_PATH
+from orchestrator.containers.labels import LABEL_HASH, LABEL_OWNER, LABEL_PROJECT, LABEL_SERVICE
 from orchestrator.testing import (
     CANARY_TOKEN,
     UP_LINE,
     orchestrator_process,
+    project_filter,
     project_processes,
+    remove_project_resources,
     run_orchestrator,
     stack_env,
     unique_project,
@@ -50,7 +46,7 @@ class DockerStack:
 
     def containers(self) -> list[Container]:
         found: list[Container] = self.client.containers.list(
-            all=True, filters={"label": [f"{LABEL_PROJECT}={self.project}"]}
+            all=True, filters=project_filter(self.project)
         )
         return found
 
@@ -85,17 +81,7 @@ def stack(
     try:
         yield created
     finally:
-        for container in created.containers():
-            container.remove(force=True)
-        for image in docker_client.images.list(filters={"label": f"{LABEL_PROJECT}={project}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                # noprune: the untagged steps below it may be in use by a concurrent build.
-                docker_client.images.remove(str(image.id), force=True, noprune=True)
-        with contextlib.suppress(docker.errors.NotFound):
-            docker_client.volumes.get(volume).remove(force=True)
-        for network in docker_client.networks.list(filters={"label": f"{LABEL_PROJECT}={project}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                network.remove()
+        remove_project_resources(docker_client, project, volume=volume)
 
 
 def _exec_env(container: Container) -> dict[str, str]:

@@ -21,31 +21,49 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from testsupport.polling import GaveUp, http_status, wait_for
-from testsupport.processes import free_port, subprocess_env
+import docker
+import docker.errors
 
-COLD, WARM, HOT, LOCAL, RELOAD = "cold", "warm", "hot", "local", "reload"
-SCENARIOS = (COLD, HOT, WARM, LOCAL, RELOAD)
-GOALS_S = {HOT: 3.0, RELOAD: 2.0}
+from orchestrator.bench.startup_report import (
+    COLD,
+    HOT,
+    LOCAL,
+    RELOAD,
+    SCENARIOS,
+    WARM,
+    Results,
+    Sample,
+    machine_line,
+    table,
+)
+from orchestrator.testing import (
+    Orchestrator,
+    kill_project_processes,
+    orchestrator_process,
+    project_filter,
+    remove_project_resources,
+    run_orchestrator,
+    stack_env,
+)
+from testsupport.base_image import ensure_local_base_image
+from testsupport.polling import GaveUp, http_status, wait_for
+from testsupport.processes import free_port
+
 DEFAULT_BASE_IMAGE = "personaplex-local-base:bookworm"
 # The loopback build: start-up is what is measured, not torch's import.
 SERVER_PEX = Path("dist/src.python.moshi_backend/server-loopback.pex")
 UP_PATTERN = re.compile(r"stack is up in ([\d.]+) s")
-LABEL_PROJECT = "personaplex.project"  # orchestrator.docker_backend.LABEL_PROJECT
 _POLL_S = 0.02
 _CONTAINER = re.compile(r"backend container \w+ (created|reused|recreated)")
 _RELOAD_EDIT = re.compile(r"^RECONNECT_DELAY_MS = \d+", re.MULTILINE)
@@ -53,31 +71,6 @@ _RELOAD_EDIT = re.compile(r"^RECONNECT_DELAY_MS = \d+", re.MULTILINE)
 
 class BenchError(RuntimeError):
     pass
-
-
-@dataclass
-class Sample:
-    seconds: float  # spawn (or edit) until both /health answer 200, seen from the bench
-    reported_s: float | None = None  # the orchestrator's own "stack is up in N s"
-
-
-@dataclass
-class Results:
-    samples: dict[str, list[Sample]] = field(default_factory=dict)
-
-    def add(self, scenario: str, sample: Sample) -> None:
-        self.samples.setdefault(scenario, []).append(sample)
-        reported = f" (orchestrator: {sample.reported_s:.1f} s)" if sample.reported_s else ""
-        print(f"  {scenario:<6} {sample.seconds:6.2f} s{reported}  [{load_line()}]", flush=True)
-
-
-def load_line() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def machine_line() -> str:
-    return f"{os.cpu_count()} cores, {load_line()}"
 
 
 def healthy(url: str) -> bool:
@@ -110,47 +103,21 @@ class Stack:
         self.moshi_port, self.app_port = free_port(), free_port()
 
     def env(self) -> dict[str, str]:
-        # The bench's imports (a PEX's or Pants' sandbox) are what the services import too.
-        env = subprocess_env({})
-        for name in (
-            "PERSONAPLEX_CONFIG",
-            "MOSHI_GPU",
-            "MOSHI_BACKEND",
-            "MOSHI_BACKEND_PEX",
-            "HF_TOKEN",
-        ):
-            env.pop(name, None)
-        env.update(
-            {
-                "XDG_STATE_HOME": str(self.root / "state"),
-                "XDG_CONFIG_HOME": str(self.root / "config"),
-                "PERSONAPLEX_PROJECT": self.project,
-                "PERSONAPLEX_HEALTH_TIMEOUT_S": str(self.timeout_s),
-                "HF_CACHE_VOLUME": f"{self.project}-hf-cache",
-                "MOSHI_BASE_IMAGE": self.base_image,
-                "MOSHI_PORT": str(self.moshi_port),
-                "APP_PORT": str(self.app_port),
-            }
-        )
+        extra = {
+            "PERSONAPLEX_HEALTH_TIMEOUT_S": str(self.timeout_s),
+            "HF_CACHE_VOLUME": f"{self.project}-hf-cache",
+            "MOSHI_BASE_IMAGE": self.base_image,
+            "MOSHI_PORT": str(self.moshi_port),
+            "APP_PORT": str(self.app_port),
+        }
         if self.backend_pex is not None:
-            env["MOSHI_BACKEND_PEX"] = str(self.backend_pex)
-        return env
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "orchestrator", *args]
-
-    def run(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.command(*args),
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
+            extra["MOSHI_BACKEND_PEX"] = str(self.backend_pex)
+        return stack_env(self.root, self.project, extra, token=None)
 
     def down(self) -> None:
-        result = self.run("down", "--volumes", "--repo-root", str(self.repo_root))
+        result = run_orchestrator(
+            ["down", "--volumes", "--repo-root", str(self.repo_root)], self.env()
+        )
         if result.returncode != 0:
             raise BenchError(f"`down` exited {result.returncode}: {result.stderr}")
 
@@ -161,79 +128,46 @@ class Stack:
         return f"http://127.0.0.1:{self.app_port}"
 
 
-@dataclass
-class Up:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    started: float
+def reported_s(up: Orchestrator, timeout_s: float = 5.0) -> float | None:
+    """The orchestrator's own "stack is up in N s"."""
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def probe() -> float | None:
+        match = UP_PATTERN.search(up.output())
+        return float(match.group(1)) if match else None
 
-    def reported_s(self, timeout_s: float = 5.0) -> float | None:
-        def probe() -> float | None:
-            match = UP_PATTERN.search(self.output())
-            return float(match.group(1)) if match else None
+    try:
+        return wait_for(probe, what="the up line", timeout_s=timeout_s, interval_s=_POLL_S)
+    except GaveUp:
+        return None
 
-        try:
-            return wait_for(probe, what="the up line", timeout_s=timeout_s, interval_s=_POLL_S)
-        except GaveUp:
-            return None
 
-    def wait_until(self, condition: Callable[[], bool], what: str, timeout_s: float) -> float:
-        """Seconds since spawn at which condition() first held."""
+def until(up: Orchestrator, condition: Callable[[], bool], what: str, timeout_s: float) -> float:
+    """Seconds since spawn at which condition() first held."""
+    try:
+        return up.wait_until(condition, what, timeout_s, interval_s=_POLL_S)
+    except GaveUp as error:
+        raise BenchError(str(error)) from None
 
-        def probe() -> bool | None:
-            if condition():
-                return True
-            if self.process.poll() is not None:
-                raise GaveUp(f"orchestrator exited {self.process.returncode}")
-            return None
 
-        try:
-            wait_for(
-                probe,
-                what=what,
-                timeout_s=timeout_s,
-                interval_s=_POLL_S,
-                context=lambda: self.output()[-3000:],
-            )
-        except GaveUp as error:
-            raise BenchError(str(error)) from None
-        return time.monotonic() - self.started
-
-    def interrupt(self, timeout_s: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(timeout=10)
+def interrupt(up: Orchestrator) -> int:
+    """Ctrl-C, as a user stops `up`; the exit code."""
+    if up.process.poll() is not None:
+        return up.process.returncode
+    return up.signal_and_wait(signal.SIGINT)
 
 
 @contextlib.contextmanager
-def running_up(stack: Stack, *args: str) -> Iterator[Up]:
-    """`up ARGS` as a child; SIGINT and wait on exit, then any process left of the project dies."""
+def running_up(stack: Stack, *args: str) -> Iterator[Orchestrator]:
+    """`up ARGS` as a child; on exit it and every process of the project are gone."""
     # Only a frontend of this very run may answer: a leftover would be measured instead.
     if http_status(f"{stack.frontend_url()}/health") is not None:
         raise BenchError(f"something already answers at {stack.frontend_url()}")
-    log_path = stack.root / f"up-{uuid.uuid4().hex[:6]}.log"
-    with log_path.open("wb") as log_file:
-        started = time.monotonic()
-        process = subprocess.Popen(
-            stack.command("up", "--repo-root", str(stack.repo_root), *args),
-            env=stack.env(),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    up = Up(process, log_path, started)
-    try:
-        yield up
-    finally:
-        up.interrupt()
-        kill_project_processes(stack.project)
+    command = ["up", "--repo-root", str(stack.repo_root), *args]
+    with orchestrator_process(command, stack.env(), stack.project) as up:
+        try:
+            yield up
+        finally:
+            interrupt(up)
 
 
 def time_up(stack: Stack, *args: str, container: str | None = None) -> Sample:
@@ -241,11 +175,11 @@ def time_up(stack: Stack, *args: str, container: str | None = None) -> Sample:
     backend container must have been `created` or `reused` as the scenario says."""
     with running_up(stack, *args) as up:
         health = [f"{stack.backend_url()}/health", f"{stack.frontend_url()}/health"]
-        seconds = up.wait_until(
-            lambda: all(healthy(url) for url in health), "both /health 200", stack.timeout_s
+        seconds = until(
+            up, lambda: all(healthy(url) for url in health), "both /health 200", stack.timeout_s
         )
-        reported = up.reported_s()
-        code = up.interrupt()
+        reported = reported_s(up)
+        code = interrupt(up)
         output = up.output()
         if code != 128 + signal.SIGINT:
             raise BenchError(f"`up` exited {code} on SIGINT:\n{output[-3000:]}")
@@ -256,68 +190,36 @@ def time_up(stack: Stack, *args: str, container: str | None = None) -> Sample:
     return Sample(seconds, reported)
 
 
-def kill_project_processes(project: str) -> None:
-    marker = f"PERSONAPLEX_PROJECT={project}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
 # --- Docker ----------------------------------------------------------------------------------
 
 
 def remove_project_docker(stack: Stack, *, images: bool) -> None:
-    """The project's containers (and its images, if asked); never the base image."""
-    import docker.errors
-
-    client = docker.from_env()
-    try:
-        label = f"{LABEL_PROJECT}={stack.project}"
-        for container in client.containers.list(all=True, filters={"label": [label]}):
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
-        if images:
-            for image in client.images.list(filters={"label": label}):
-                if stack.base_image in image.tags:
-                    continue
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(str(image.id), force=True)
-        with contextlib.suppress(docker.errors.APIError):
-            client.volumes.get(f"{stack.project}-hf-cache").remove(force=True)
-    finally:
-        client.close()
+    """The project's containers, volume and network (and its images, if asked); never the base
+    image."""
+    with contextlib.closing(docker.from_env()) as client:
+        remove_project_resources(
+            client,
+            stack.project,
+            volume=f"{stack.project}-hf-cache",
+            images=images,
+            keep_image=stack.base_image,
+        )
 
 
 def project_images(stack: Stack) -> int:
-    import docker
-
-    client = docker.from_env()
-    try:
-        return len(client.images.list(filters={"label": f"{LABEL_PROJECT}={stack.project}"}))
-    finally:
-        client.close()
+    with contextlib.closing(docker.from_env()) as client:
+        return len(client.images.list(filters=project_filter(stack.project)))
 
 
 def ensure_base_image(tag: str) -> None:
-    import docker
-    import docker.errors
-
-    client = docker.from_env()
-    try:
+    with contextlib.closing(docker.from_env()) as client:
         try:
             client.images.get(tag)
         except docker.errors.ImageNotFound:
             if tag != DEFAULT_BASE_IMAGE:
                 raise BenchError(f"base image {tag} is not on this engine") from None
-            from testsupport.base_image import ensure_local_base_image
-
             print(f"building {tag} (debootstrap, about a minute)", flush=True)
             ensure_local_base_image(client, tag)
-    finally:
-        client.close()
 
 
 def docker_round(stack: Stack, results: Results, scenarios: Sequence[str]) -> None:
@@ -379,8 +281,8 @@ def reload_round(stack: Stack, results: Results, edits: int) -> None:
     )
     config_url, health_url = f"{stack.frontend_url()}/api/config", f"{stack.frontend_url()}/health"
     with running_up(frontend_only, "--backend", "local") as up:
-        up.wait_until(lambda: healthy(health_url), "frontend /health 200", stack.timeout_s)
-        up.reported_s()
+        until(up, lambda: healthy(health_url), "frontend /health 200", stack.timeout_s)
+        reported_s(up)
         for edit in range(1, edits + 1):
             wanted = 4000 + edit
 
@@ -394,46 +296,16 @@ def reload_round(stack: Stack, results: Results, edits: int) -> None:
             time.sleep(1.0)  # let the reloader settle after the previous restart
             written = time.monotonic()
             config_py.write_text(_RELOAD_EDIT.sub(f"RECONNECT_DELAY_MS = {wanted}", original))
-            up.wait_until(
+            until(
+                up,
                 shows_edit,
                 f"/api/config showing reconnect_delay_ms={wanted}",
                 60,
             )
             results.add(RELOAD, Sample(time.monotonic() - written))
-        code = up.interrupt()
+        code = interrupt(up)
         if code != 128 + signal.SIGINT:
             raise BenchError(f"`up` exited {code} on SIGINT:\n{up.output()[-3000:]}")
-
-
-# --- report ----------------------------------------------------------------------------------
-
-
-def table(results: Results) -> str:
-    header = ("scenario", "runs", "min s", "median s", "orch. median s", "goal", "result")
-    rows: list[tuple[str, ...]] = [header]
-    for scenario in SCENARIOS:
-        samples = results.samples.get(scenario)
-        if not samples:
-            continue
-        seconds = [s.seconds for s in samples]
-        reported = [s.reported_s for s in samples if s.reported_s is not None]
-        median = statistics.median(seconds)
-        goal = GOALS_S.get(scenario)
-        rows.append(
-            (
-                scenario,
-                str(len(samples)),
-                f"{min(seconds):.2f}",
-                f"{median:.2f}",
-                f"{statistics.median(reported):.1f}" if reported else "-",
-                f"<= {goal:.0f} s" if goal else "-",
-                ("PASS" if median <= goal else "FAIL") if goal else "-",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from orchestrator.bench.startup import LOCAL, Results, Stack, local_round
+from orchestrator.bench.startup import Stack, local_round
+from orchestrator.bench.startup_report import LOCAL, Results
 
 
 def test_local_scenario_measures_a_positive_time(tmp_path: Path) -> None:

@@ -17,11 +17,11 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.dashboard.feed import Feed, Line
-from orchestrator.dashboard.health import HealthMonitor
+from orchestrator.dashboard.health_monitor import HealthMonitor
 from orchestrator.dashboard.views import resource_rows
 from orchestrator.hub import StackState
-from orchestrator.lifecycle import Action, ActionRefused, Controls
 from orchestrator.masking import Masker
+from orchestrator.stack.lifecycle import Action, ActionRefused, Controls
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # A header no page of another origin can send without a CORS preflight, which this server never

@@ -11,12 +11,12 @@ from aiohttp import web
 
 from orchestrator.dashboard import routes
 from orchestrator.dashboard.feed import Feed
-from orchestrator.dashboard.health import HealthMonitor
+from orchestrator.dashboard.health_monitor import HealthMonitor
 from orchestrator.errors import OrchestratorError
-from orchestrator.health_gate import HealthProbe, HttpProbe
+from orchestrator.health.probe import HealthProbe, HttpProbe
 from orchestrator.hub import EventHub
-from orchestrator.lifecycle import Controls
 from orchestrator.masking import Masker
+from orchestrator.stack.lifecycle import Controls
 
 DEFAULT_PORT = 15000
 HOST = "127.0.0.1"

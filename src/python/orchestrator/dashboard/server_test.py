@@ -15,8 +15,8 @@ from orchestrator.dashboard.routes import ACTION_HEADER
 from orchestrator.dashboard.server import Dashboard
 from orchestrator.events import LogLine, Notice, ResourceKind, ResourceState, StateChanged
 from orchestrator.hub import EventHub
-from orchestrator.lifecycle import Controls
 from orchestrator.masking import MASK, Masker
+from orchestrator.stack.lifecycle import Controls
 from orchestrator.testing import CANARY_TOKEN
 from testsupport.processes import free_port
 

@@ -9,8 +9,8 @@ from typing import Any
 from orchestrator import events
 from orchestrator.events import ResourceState
 from orchestrator.hub import ResourceView, StackState
-from orchestrator.lifecycle import Action, Controls
 from orchestrator.masking import Masker
+from orchestrator.stack.lifecycle import Action, Controls
 
 # Log sources that are not resources of the stack.
 _NOT_RESOURCES = frozenset({events.BUILD, events.ORCHESTRATOR})

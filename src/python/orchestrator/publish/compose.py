@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.publish.model import BACKEND, FRONTEND, MODEL_LOAD_GRACE_S, Deployment
+from orchestrator.publish.deployment import BACKEND, FRONTEND, MODEL_LOAD_GRACE_S, Deployment
 
 
 def _defaults(deployment: Deployment) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.publish.model import (
+from orchestrator.publish.deployment import (
     BACKEND,
     FRONTEND,
     MODEL_LOAD_GRACE_S,

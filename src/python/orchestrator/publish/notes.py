@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from orchestrator.publish.deployment import BACKEND, SECRET_NAME, Deployment
 from orchestrator.publish.kubernetes import BACKEND_PODS
-from orchestrator.publish.model import BACKEND, SECRET_NAME, Deployment
 
 
 def notes(deployment: Deployment) -> str:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from orchestrator.docker_backend import MODEL_CACHE_PATH
+from orchestrator.containers.container_spec import MODEL_CACHE_PATH
 from orchestrator.testing import CANARY_TOKEN, run_orchestrator, stack_env, unique_project
 from testsupport.gate import Unavailable, require
 

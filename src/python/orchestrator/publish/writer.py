@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from orchestrator.publish.compose import compose_file, env_template
+from orchestrator.publish.deployment import Deployment
 from orchestrator.publish.kubernetes import manifests
-from orchestrator.publish.model import Deployment
 from orchestrator.publish.notes import notes
 
 COMPOSE_FILE = "docker-compose.yml"

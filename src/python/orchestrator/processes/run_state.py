@@ -10,11 +10,12 @@ import contextlib
 import json
 import os
 import signal
-import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 
 def state_home(environ: Mapping[str, str]) -> Path:
@@ -84,58 +85,47 @@ class RunState:
         self.path.unlink(missing_ok=True)
 
 
+def _running(process: psutil.Process) -> bool:
+    # An exited process its parent has not reaped yet is a zombie: it runs no code and holds
+    # no ports, so it does not count.
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # somebody else's process: it exists, whatever it does
+
+
 def pid_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return _running(psutil.Process(pid))
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    # An exited process its parent has not reaped yet still answers signal 0.
-    with contextlib.suppress(OSError, IndexError):
-        return not Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].startswith("Z")
-    return True
 
 
-def live_members(pgid: int) -> list[int] | None:
-    """The group's processes that have not exited (zombies are not); None without /proc."""
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
-        return None
+def live_members(pgid: int) -> list[int]:
+    """The group's processes that have not exited (zombies are not)."""
     members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
+    for process in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(process.pid) == pgid and _running(process):
+                members.append(process.pid)
     return members
 
 
 def group_alive(pgid: int) -> bool:
-    # Killed members stay in the group as zombies until a (sub)reaper collects them; they
-    # hold no ports and run no code, so they do not count.
-    members = live_members(pgid)
-    if members is not None:
-        return bool(members)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return bool(live_members(pgid))
 
 
 def _is_ours(record: ProcessRecord) -> bool:
-    """Guards against a recycled pid: on Linux the leader's command line must still match."""
-    cmdline = Path(f"/proc/{record.pid}/cmdline")
-    if not sys.platform.startswith("linux") or not cmdline.exists():
-        return True  # the leader is gone (its group may linger) or no /proc to ask
-    with contextlib.suppress(OSError):
-        return record.command in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    return True
+    """Guards against a recycled pid: the leader's command line must still match."""
+    try:
+        command = " ".join(psutil.Process(record.pid).cmdline())
+    except psutil.NoSuchProcess:
+        return True  # the leader is gone; its group may linger
+    except psutil.AccessDenied:
+        return False
+    return record.command in command
 
 
 def kill_group(record: ProcessRecord, sig: signal.Signals = signal.SIGKILL) -> bool:

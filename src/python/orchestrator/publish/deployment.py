@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.docker_backend import MODEL_CACHE_PATH
+from orchestrator.containers.container_spec import MODEL_CACHE_PATH
 from orchestrator.environments import backend_variables
 from orchestrator.settings import GpuMode, StackSettings
 

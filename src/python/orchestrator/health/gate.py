@@ -2,59 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import httpx
+from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.errors import ServiceFailed
 from orchestrator.events import Progress
+from orchestrator.health.probe import HealthAnswer, HealthProbe
 from orchestrator.hub import EventHub
-
-
-@dataclass(frozen=True)
-class HealthAnswer:
-    status_code: int
-    document: dict[str, Any] | None
-
-
-class HealthProbe(Protocol):
-    async def __call__(self, url: str) -> HealthAnswer | None:
-        """The answer to GET url, or None while nothing answers."""
-
-
-class HttpProbe:
-    """GET with a short timeout; accepts the stack's own self-signed certificates on loopback."""
-
-    def __init__(self, timeout_s: float = 3.0) -> None:
-        self._timeout_s = timeout_s
-
-    async def __call__(self, url: str) -> HealthAnswer | None:
-        # The backend's and frontend's certificates are self-signed by this very stack.
-        async with httpx.AsyncClient(verify=False, timeout=self._timeout_s) as client:
-            try:
-                response = await client.get(url)
-            except httpx.HTTPError:
-                return None
-        try:
-            document = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            document = None
-        return HealthAnswer(response.status_code, document if isinstance(document, dict) else None)
-
-
-def health_word(answer: HealthAnswer | None) -> str:
-    """One word for a /health answer, as `status` and the dashboard show it."""
-    if answer is None:
-        return "unreachable"
-    document = answer.document or {}
-    if answer.status_code == 200 and document.get("status") in ("ready", "ok", None):
-        return "healthy"
-    return str(document.get("status") or f"HTTP {answer.status_code}")
-
 
 # None while the service runs; otherwise how it ended ("exited with code 2").
 ExitCheck = Callable[[], Awaitable[str | None]]

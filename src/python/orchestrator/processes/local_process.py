@@ -14,7 +14,7 @@ from typing import Protocol
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import LogLine
 from orchestrator.hub import EventHub
-from orchestrator.runstate import group_alive
+from orchestrator.processes.run_state import group_alive
 
 # Python's own default is 64 KiB; a longer log line must not kill the relay.
 _LINE_LIMIT = 1024 * 1024
@@ -28,7 +28,7 @@ class ProcessSpec:
     cwd: Path | None = None
 
 
-class ServiceProcess(Protocol):
+class RunningProcess(Protocol):
     """What the supervisor needs of a running service process."""
 
     @property
@@ -53,7 +53,7 @@ class ServiceProcess(Protocol):
 
 
 class ProcessLauncher(Protocol):
-    async def start(self, spec: ProcessSpec) -> ServiceProcess:
+    async def start(self, spec: ProcessSpec) -> RunningProcess:
         ...
 
 

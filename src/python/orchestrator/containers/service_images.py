@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import events
-from orchestrator.docker_backend import DockerEngine
+from orchestrator.containers.engine import BaseImageUnavailable, DockerEngine
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import Progress
 from orchestrator.hub import EventHub
-from orchestrator.local_process import ProcessLauncher, ProcessSpec
+from orchestrator.processes.local_process import ProcessLauncher, ProcessSpec
 from orchestrator.settings import EngineChoice, StackSettings
 
 _PACKAGE_TIMEOUT_S = 1800.0
@@ -65,10 +65,6 @@ FRONTEND_IMAGE = ImageRecipe(
     base_image_option="--frontend-base-image (FRONTEND_BASE_IMAGE)",
     pex_option="--frontend-pex (FRONTEND_PEX)",
 )
-
-
-def image_tag(project: str, recipe: ImageRecipe = BACKEND_IMAGE) -> str:
-    return recipe.tag(project)
 
 
 @dataclass(frozen=True)
@@ -176,6 +172,17 @@ def assemble_context(repo_root: Path, recipe: ImageRecipe, pex: Path, directory:
     else:
         _link_or_copy(str(pex), str(target))
     return directory
+
+
+async def require_base_image(
+    engine: DockerEngine, recipe: ImageRecipe, base_image: str, consequence: str = ""
+) -> None:
+    """BaseImageUnavailable, naming the option that picks another, unless the base is there."""
+    if not await engine.base_image_available(base_image):
+        raise BaseImageUnavailable(
+            f"base image {base_image} is not present and cannot be pulled; pass a local "
+            f"one with {recipe.base_image_option}{consequence}"
+        )
 
 
 async def build_service_image(

@@ -11,7 +11,7 @@ import contextlib
 
 from orchestrator.dashboard.feed import Feed
 from orchestrator.events import ResourceState
-from orchestrator.health_gate import HealthProbe, health_word
+from orchestrator.health.probe import HealthProbe, health_word
 from orchestrator.hub import StackState
 
 _PROBED_STATES = frozenset({ResourceState.HEALTHY, ResourceState.DETACHED})

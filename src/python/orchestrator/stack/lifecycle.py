@@ -7,13 +7,11 @@ how it goes, and the end of `up` cancels an action still in flight before stoppi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from orchestrator.errors import OrchestratorError, ServiceFailed
 from orchestrator.events import Level, Notice, ResourceState, StateChanged
-from orchestrator.health_gate import ExitCheck
 from orchestrator.hub import EventHub
 
 _CANCEL_WAIT_S = 15.0
@@ -29,16 +27,17 @@ class ActionRefused(OrchestratorError):
     """The resource is unknown, or busy with another action."""
 
 
-@dataclass(frozen=True)
-class Runner:
-    """How one resource is brought up (health gate included), taken down, and found ended.
+class Runner(Protocol):
+    """How one resource is brought up (health gate included), taken down, and found ended."""
 
-    stop must be safe to call when nothing runs.
-    """
+    async def start(self) -> None:
+        ...
 
-    start: Callable[[], Awaitable[None]]
-    stop: Callable[[], Awaitable[None]]
-    exited: ExitCheck
+    async def stop(self) -> None:
+        """Safe to call when nothing runs."""
+
+    async def exited(self) -> str | None:
+        """None while it runs; otherwise how it ended ("exited with code 2")."""
 
 
 class Lifecycle:

@@ -6,8 +6,8 @@ import sys
 import time
 
 from orchestrator.hub import EventHub
-from orchestrator.local_process import LocalLauncher, ProcessSpec
-from orchestrator.runstate import group_alive
+from orchestrator.processes.local_process import LocalLauncher, ProcessSpec
+from orchestrator.processes.run_state import group_alive
 
 # A leader that ignores SIGTERM and a child of its own: the worst case for a clean stop.
 _STUBBORN = """

@@ -8,7 +8,8 @@ import pytest
 
 from orchestrator.errors import ServiceFailed
 from orchestrator.events import Event, Progress
-from orchestrator.health_gate import Gate, HealthAnswer, wait_healthy
+from orchestrator.health.gate import Gate, wait_healthy
+from orchestrator.health.probe import HealthAnswer
 from orchestrator.hub import EventHub, StackState
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from orchestrator.events import Event, Notice, ResourceState
 from orchestrator.hub import EventHub, StackState
-from orchestrator.lifecycle import Action, ActionRefused, Controls, Lifecycle, Runner
-from orchestrator.local_process import LocalLauncher, LocalProcess, ProcessSpec
+from orchestrator.processes.local_process import LocalLauncher, LocalProcess, ProcessSpec
+from orchestrator.stack.lifecycle import Action, ActionRefused, Controls, Lifecycle
 
 SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"]
 
@@ -41,9 +41,6 @@ class Sleeper:
     async def exited(self) -> str | None:
         return await self.processes[-1].exit_description() if self.processes else "none"
 
-    def runner(self) -> Runner:
-        return Runner(self.start, self.stop, self.exited)
-
 
 class Recorder:
     def __init__(self) -> None:
@@ -72,7 +69,7 @@ async def sleeper(hub: EventHub) -> AsyncIterator[Sleeper]:
 
 async def _started(hub: EventHub, sleeper: Sleeper) -> Lifecycle:
     await sleeper.start()
-    return Lifecycle("svc", sleeper.runner(), hub, running=True)
+    return Lifecycle("svc", sleeper, hub, running=True)
 
 
 async def test_restart_replaces_the_process_and_counts(hub: EventHub, sleeper: Sleeper) -> None:

@@ -3,7 +3,11 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.conftest import SetVariables
-from orchestrator.images import BACKEND_IMAGE, BACKEND_LOOPBACK_TARGET, backend_build
+from orchestrator.containers.service_images import (
+    BACKEND_IMAGE,
+    BACKEND_LOOPBACK_TARGET,
+    backend_build,
+)
 from orchestrator.settings import load_settings
 
 

@@ -1,0 +1,73 @@
+"""`up`: the stack started and watched until Ctrl-C or a failure, with its dashboard, its log
+archive and the signal handling that turns SIGINT/SIGTERM into an orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from orchestrator import events
+from orchestrator.dashboard.server import Dashboard
+from orchestrator.errors import OrchestratorError
+from orchestrator.events import Level, Notice
+from orchestrator.hub import EventHub
+from orchestrator.masking import Masker
+from orchestrator.printer import LogArchive
+from orchestrator.processes.run_state import RunState
+from orchestrator.settings import StackSettings
+from orchestrator.stack.context import Seams
+from orchestrator.stack.lifecycle import Controls
+from orchestrator.stack.supervisor import Supervisor
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def up(
+    settings: StackSettings,
+    hub: EventHub,
+    run_state: RunState,
+    environ: dict[str, str],
+    masker: Masker,
+) -> int:
+    """128+signal after Ctrl-C or SIGTERM, 1 when a service fails."""
+    run_state.log_path(events.BACKEND).parent.mkdir(parents=True, exist_ok=True)
+    archive = LogArchive(
+        masker, {name: str(run_state.log_path(name)) for name in (events.BACKEND, events.FRONTEND)}
+    )
+    hub.subscribe(archive)
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[int] = loop.create_future()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.done():
+            stop.set_result(int(signum))
+
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    supervisor = Supervisor(settings, hub, run_state, Seams(environ=environ))
+    dashboard = await _start_dashboard(settings, hub, supervisor.controls, masker)
+    try:
+        return await supervisor.up(stop)
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+        if dashboard is not None:
+            await dashboard.stop()
+        await hub.drain()
+        archive.close()
+
+
+async def _start_dashboard(
+    settings: StackSettings, hub: EventHub, controls: Controls, masker: Masker
+) -> Dashboard | None:
+    """The dashboard, or None; a port in use costs the dashboard, never the stack."""
+    if not settings.dashboard:
+        return None
+    dashboard = Dashboard(hub, controls, masker, port=settings.dashboard_port)
+    try:
+        url = await dashboard.start()
+    except OrchestratorError as error:
+        await hub.publish(Notice(error.message, Level.WARNING))
+        return None
+    await hub.publish(Notice(f"dashboard at {url}"))
+    return dashboard

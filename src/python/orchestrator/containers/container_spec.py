@@ -1,0 +1,83 @@
+"""What a service container is made of, and making one: created, started, or removed again."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+import docker.types
+from docker.models.containers import Container
+
+from orchestrator.containers.docker_errors import start_failure
+from orchestrator.environments import config_hash
+
+# The backend image's HF_HOME and VOLUME (its Dockerfile), owned by the image's non-root user.
+MODEL_CACHE_PATH = "/data/huggingface"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image_id: str
+    name: str
+    service: str
+    env: Mapping[str, str]
+    container_port: int
+    publish_host: str
+    host_port: int
+    # A named volume mounted at MODEL_CACHE_PATH (the backend's model cache).
+    volume: str | None
+    gpu: bool
+    persistent: bool
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # A user-defined network, on which the other containers reach this one by its name.
+    network: str | None = None
+    port_option: str = "--moshi-port (MOSHI_PORT)"
+
+    def config_hash(self) -> str:
+        return config_hash(
+            {
+                "image": self.image_id,
+                "env": dict(self.env),
+                "port": [self.container_port, self.publish_host, self.host_port],
+                "volume": self.volume,
+                "gpu": self.gpu,
+                "persistent": self.persistent,
+                "network": self.network,
+            }
+        )
+
+
+def create_and_start(
+    client: docker.DockerClient, spec: ContainerSpec, labels: Mapping[str, str], *, gpu: bool
+) -> Container:
+    """Blocking. A container that cannot start is removed at once: it would block the name.
+
+    Raises NoGpuDriver when gpu was asked for and the engine has no such driver."""
+    container = client.containers.create(
+        spec.image_id,
+        name=spec.name,
+        detach=True,
+        environment=dict(spec.env),
+        ports={f"{spec.container_port}/tcp": (spec.publish_host, spec.host_port)},
+        volumes={spec.volume: {"bind": MODEL_CACHE_PATH, "mode": "rw"}} if spec.volume else None,
+        network=spec.network,
+        labels=dict(labels),
+        device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        if gpu
+        else None,
+    )
+    try:
+        container.start()
+    except docker.errors.APIError as error:
+        container.remove(force=True, v=True)
+        raise start_failure(
+            str(error.explanation or error),
+            service=spec.service,
+            gpu=gpu,
+            port=spec.host_port,
+            host=spec.publish_host,
+            port_option=spec.port_option,
+        ) from error
+    return container

@@ -1,0 +1,147 @@
+"""The backend of `up`: a container when a Docker engine answers (built from its Dockerfile, the
+model-cache volume mounted, a GPU when the engine has one), otherwise a local process."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+import docker
+
+from orchestrator import events
+from orchestrator.containers.container_spec import ContainerSpec
+from orchestrator.containers.engine import Action, BaseImageUnavailable, DockerEngine
+from orchestrator.containers.service_images import (
+    BACKEND_IMAGE,
+    backend_build,
+    build_service_image,
+    require_base_image,
+)
+from orchestrator.endpoints import Endpoint
+from orchestrator.environments import container_environment, local_backend_environment
+from orchestrator.errors import OrchestratorError
+from orchestrator.events import Level
+from orchestrator.settings import BackendMode, EngineChoice, GpuMode
+from orchestrator.stack.container_service import announce_build, run_container_service
+from orchestrator.stack.context import StackContext
+from orchestrator.stack.process_service import ProcessService, run_process_service
+
+
+async def start_backend(
+    stack: StackContext, owned: AsyncExitStack
+) -> tuple[Endpoint, DockerEngine | None]:
+    """The backend's endpoint, and the engine it runs on when it is a container."""
+    mode, prod = stack.settings.backend, stack.settings.prod
+    if prod and mode is BackendMode.LOCAL:
+        raise OrchestratorError(
+            "--prod runs both services as containers; it cannot go with MOSHI_BACKEND=local"
+        )
+    if mode is not BackendMode.LOCAL:
+        client, reason = await stack.seams.connect_docker()
+        if client is not None:
+            owned.callback(client.close)
+            try:
+                return await _start_container(stack, owned, client)
+            except BaseImageUnavailable as error:
+                if prod:
+                    raise
+                await stack.say(error.message, Level.WARNING)
+        elif mode is BackendMode.DOCKER or prod:
+            wanted = "--prod" if prod else "MOSHI_BACKEND=docker"
+            raise OrchestratorError(f"{wanted} but no Docker engine answers: {reason}")
+        else:
+            await stack.say(
+                f"no Docker engine answers ({reason}); the backend runs as a local process"
+            )
+    return await _start_local(stack, owned), None
+
+
+async def _start_local(stack: StackContext, owned: AsyncExitStack) -> Endpoint:
+    s = stack.settings
+    env = local_backend_environment(s, stack.seams.environ, stack.pythonpath())
+    env.setdefault("MOSHI_SSL_DIR", str(stack.run_state.directory / "certs"))
+    endpoint = Endpoint(s.publish_host, s.moshi_port, stack.scheme)
+    service = ProcessService(stack, events.BACKEND, "moshi_backend", env, endpoint)
+    await run_process_service(stack, owned, service)
+    return endpoint
+
+
+async def _start_container(
+    stack: StackContext, owned: AsyncExitStack, client: docker.DockerClient
+) -> tuple[Endpoint, DockerEngine]:
+    s = stack.settings
+    engine = DockerEngine(client, stack.hub, s.project)
+    swept = await engine.sweep()
+    if swept:
+        await stack.say(f"removed leftover containers: {', '.join(swept)}", Level.WARNING)
+    consequence = "" if s.prod else "; the backend runs as a local process instead"
+    await require_base_image(engine, BACKEND_IMAGE, s.moshi_base_image, consequence)
+    image = BACKEND_IMAGE.tag(s.project)
+    await announce_build(stack, events.BACKEND, image)
+    gpu = await _want_gpu(stack, engine)
+    build = backend_build(s, gpu)
+    if build.target != BACKEND_IMAGE.pants_target and s.moshi_engine is EngineChoice.AUTO:
+        await stack.say(
+            "MOSHI_ENGINE=auto without a GPU for the container: the backend image gets the "
+            "loopback server (no torch); --engine personaplex packages the model engines"
+        )
+    image_id = await build_service_image(
+        engine,
+        build,
+        project=s.project,
+        repo_root=s.repo_root,
+        launcher=stack.launcher,
+        hub=stack.hub,
+        environ=stack.seams.environ,
+    )
+    created = await engine.ensure_volume(s.hf_cache_volume)
+    await stack.say(f"{'created' if created else 'reusing'} model cache volume {s.hf_cache_volume}")
+    # Always on the project's network, so that `up --prod` can reuse a container `up` made.
+    await engine.ensure_network(stack.network)
+    spec = ContainerSpec(
+        image_id=image_id,
+        name=stack.container_name(events.BACKEND),
+        service=events.BACKEND,
+        env=container_environment(s, stack.seams.environ),
+        container_port=s.moshi_port,
+        publish_host=s.publish_host,
+        host_port=s.moshi_port,
+        volume=s.hf_cache_volume,
+        gpu=gpu,
+        persistent=s.persistent,
+        network=stack.network,
+    )
+    outcome = await engine.run(spec, stack.session)
+    if outcome.gpu_fallback:
+        await stack.say(
+            "GPU requested (MOSHI_GPU=on) but the Docker engine cannot provide one "
+            f"({outcome.gpu_fallback}); the backend runs on the CPU",
+            Level.WARNING,
+        )
+    container = outcome.container
+    await stack.say(f"backend container {container.short_id} {outcome.action.value}")
+    stack.record.container_id = container.id
+    stack.save_record()
+    endpoint = await run_container_service(
+        stack,
+        owned,
+        container,
+        name=events.BACKEND,
+        image=image,
+        image_id=image_id,
+        port=s.moshi_port,
+        persistent=s.persistent,
+        # A reused container's history was shown by the run that started it.
+        log_tail=20 if outcome.action is Action.REUSED else "all",
+    )
+    return endpoint, engine
+
+
+async def _want_gpu(stack: StackContext, engine: DockerEngine) -> bool:
+    mode = stack.settings.moshi_gpu
+    if mode is GpuMode.OFF:
+        return False
+    has_runtime = await engine.nvidia_runtime()
+    if mode is GpuMode.AUTO and not has_runtime:
+        await stack.say("no NVIDIA runtime in the Docker engine; the backend runs on the CPU")
+    # ON asks even without the runtime: the engine may still have a GPU driver (CDI).
+    return has_runtime or mode is GpuMode.ON

@@ -1,0 +1,75 @@
+"""What every part of one `up` shares: the settings, the event hub, the seams, the run's record
+on disk and the resources that accept actions."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.containers.connection import DockerConnector, connect_docker
+from orchestrator.environments import python_path
+from orchestrator.events import Level, Notice
+from orchestrator.health.probe import HealthProbe, HttpProbe
+from orchestrator.hub import EventHub
+from orchestrator.processes.local_process import LocalLauncher, ProcessLauncher
+from orchestrator.processes.run_state import RunRecord, RunState
+from orchestrator.settings import StackSettings
+from orchestrator.stack.lifecycle import Controls
+
+
+@dataclass
+class Seams:
+    """Everything `up` touches outside itself, replaceable in tests."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock: Clock = field(default_factory=SystemClock)
+    probe: HealthProbe = field(default_factory=HttpProbe)
+    connect_docker: DockerConnector = connect_docker
+    launcher: ProcessLauncher | None = None  # default: LocalLauncher on the stack's hub
+    python: str = sys.executable
+    # What this interpreter imports from (a PEX's or a sandbox's paths), for the children.
+    import_paths: Sequence[str] = field(default_factory=lambda: list(sys.path))
+
+
+class StackContext:
+    def __init__(
+        self, settings: StackSettings, hub: EventHub, run_state: RunState, seams: Seams
+    ) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.run_state = run_state
+        self.seams = seams
+        self.launcher = seams.launcher or LocalLauncher(hub)
+        self.session = uuid.uuid4().hex[:12]
+        self.record = RunRecord(self.session, os.getpid())
+        # The running resources, for the watch loop and the dashboard's actions.
+        self.controls = Controls()
+
+    async def say(self, text: str, level: Level = Level.INFO) -> None:
+        await self.hub.publish(Notice(text, level))
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.settings.moshi_use_ssl else "http"
+
+    @property
+    def network(self) -> str:
+        return f"{self.settings.project}-net"
+
+    def container_name(self, service: str) -> str:
+        # Also the host name by which the containers reach each other on the project's network.
+        return f"{self.settings.project}-{service}"
+
+    def save_record(self) -> None:
+        self.run_state.save(self.record)
+
+    def pythonpath(self) -> str:
+        """PYTHONPATH of the service processes: the repository's sources when this is a
+        checkout (so that reload sees edits), then what this interpreter imports from."""
+        tree = self.settings.repo_root / "src" / "python"
+        checkout = (tree / "frontend" / "__main__.py").is_file()
+        return python_path(self.seams.import_paths, str(tree.resolve()) if checkout else None)
