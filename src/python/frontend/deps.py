@@ -8,8 +8,8 @@ from fastapi import Depends
 from opentelemetry import trace
 from starlette.requests import HTTPConnection
 
+from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool
-from frontend.backend_probe import BackendProbe
 from frontend.events import EventHub
 from frontend.settings import FrontendSettings
 from frontend.state import AppState
@@ -32,8 +32,8 @@ def get_tracer(state: Annotated[AppState, Depends(get_state)]) -> trace.Tracer:
     return state.tracer
 
 
-def get_probe(state: Annotated[AppState, Depends(get_state)]) -> BackendProbe:
-    return state.probe
+def get_backend_client(state: Annotated[AppState, Depends(get_state)]) -> BackendClient:
+    return state.backend_client
 
 
 def get_pool(state: Annotated[AppState, Depends(get_state)]) -> BackendPool:
@@ -42,6 +42,6 @@ def get_pool(state: Annotated[AppState, Depends(get_state)]) -> BackendPool:
 
 SettingsDep = Annotated[FrontendSettings, Depends(get_settings)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
-ProbeDep = Annotated[BackendProbe, Depends(get_probe)]
+BackendClientDep = Annotated[BackendClient, Depends(get_backend_client)]
 PoolDep = Annotated[BackendPool, Depends(get_pool)]
 TracerDep = Annotated[trace.Tracer, Depends(get_tracer)]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import httpx
 from opentelemetry import trace
 
+from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool
-from frontend.backend_probe import BackendProbe
 from frontend.events import EventHub
 from frontend.settings import FrontendSettings
 
@@ -18,6 +18,6 @@ class AppState:
     settings: FrontendSettings
     hub: EventHub
     http: httpx.AsyncClient
-    probe: BackendProbe
+    backend_client: BackendClient
     pool: BackendPool
     tracer: trace.Tracer
