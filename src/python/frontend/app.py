@@ -17,7 +17,7 @@ from frontend.access_log import ACCESS_LOGGER, QuietPolls
 from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool, backends_of
 from frontend.backend_watcher import watch_backend
-from frontend.events import EventHub, HubLogHandler
+from frontend.log_broadcast import LogBroadcast, LogBroadcastHandler
 from frontend.routes import router
 from frontend.routes.pages import STATIC_DIR
 from frontend.settings import FrontendSettings
@@ -37,16 +37,16 @@ class RevalidatingStaticFiles(StaticFiles):
         await super().__call__(scope, receive, send_with_cache_header)
 
 
-def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastAPI:
-    hub = hub or EventHub(replay=settings.log_replay_events)
+def create_app(settings: FrontendSettings, logs: LogBroadcast | None = None) -> FastAPI:
+    logs = logs or LogBroadcast(replay=settings.log_replay_events)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hub.bind(asyncio.get_running_loop())
+        logs.bind(asyncio.get_running_loop())
         # Here, not in main(): with reload the app runs in a worker process of its own.
         quiet = QuietPolls()
         logging.getLogger(ACCESS_LOGGER).addFilter(quiet)
-        handler = HubLogHandler(hub)
+        handler = LogBroadcastHandler(logs)
         watched = [logging.getLogger(name) for name in ("frontend", "uvicorn.error")]
         for logger in watched:
             logger.addHandler(handler)
@@ -64,7 +64,7 @@ def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastA
             backend_client = BackendClient(settings.moshi_backend_url, http)
             pool = BackendPool(backends_of(settings), http)
             app.state.frontend = AppState(
-                settings, hub, http, backend_client, pool, telemetry.tracer
+                settings, logs, http, backend_client, pool, telemetry.tracer
             )
             watcher = asyncio.create_task(
                 watch_backend(backend_client, settings.backend_poll_interval_s)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from frontend.events import EventHub, LogEvent
+from frontend.log_broadcast import LogBroadcast, LogEvent
 from frontend.settings import FrontendSettings
 from frontend.testing import running_frontend
 from moshi_backend.engines.loopback import LoopbackEngine
@@ -76,10 +76,10 @@ async def test_health_reports_the_backend(backend: RunningBackend) -> None:
 
 
 async def test_logs_replay_then_stream_backend_changes(backend: RunningBackend) -> None:
-    hub = EventHub()
-    hub.publish(LogEvent.now("INFO", "test", "before anyone connected"))
+    logs = LogBroadcast()
+    logs.publish(LogEvent.now("INFO", "test", "before anyone connected"))
     async with (
-        running_frontend(_settings(backend.base_url), hub) as base,
+        running_frontend(_settings(backend.base_url), logs) as base,
         aiohttp.ClientSession() as http,
         http.ws_connect(base.replace("http", "ws", 1) + "/ws/logs") as ws,
     ):
@@ -92,12 +92,12 @@ async def test_logs_replay_then_stream_backend_changes(backend: RunningBackend) 
                 event = await ws.receive_json()
                 if "backend" in event["message"] and "ready" in event["message"]:
                     break
-        hub.publish(LogEvent.now("ERROR", "test", "live event"))
+        logs.publish(LogEvent.now("ERROR", "test", "live event"))
         async with asyncio.timeout(5):
             while (await ws.receive_json())["message"] != "live event":
                 pass
     await asyncio.sleep(0.1)
-    assert hub.subscriber_count == 0
+    assert logs.subscriber_count == 0
 
 
 async def test_unknown_route_is_404(backend: RunningBackend) -> None:

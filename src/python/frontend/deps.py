@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 
 from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool
-from frontend.events import EventHub
+from frontend.log_broadcast import LogBroadcast
 from frontend.settings import FrontendSettings
 from frontend.state import AppState
 
@@ -24,8 +24,8 @@ def get_settings(state: Annotated[AppState, Depends(get_state)]) -> FrontendSett
     return state.settings
 
 
-def get_hub(state: Annotated[AppState, Depends(get_state)]) -> EventHub:
-    return state.hub
+def get_logs(state: Annotated[AppState, Depends(get_state)]) -> LogBroadcast:
+    return state.logs
 
 
 def get_tracer(state: Annotated[AppState, Depends(get_state)]) -> trace.Tracer:
@@ -41,7 +41,7 @@ def get_pool(state: Annotated[AppState, Depends(get_state)]) -> BackendPool:
 
 
 SettingsDep = Annotated[FrontendSettings, Depends(get_settings)]
-HubDep = Annotated[EventHub, Depends(get_hub)]
+LogsDep = Annotated[LogBroadcast, Depends(get_logs)]
 BackendClientDep = Annotated[BackendClient, Depends(get_backend_client)]
 PoolDep = Annotated[BackendPool, Depends(get_pool)]
 TracerDep = Annotated[trace.Tracer, Depends(get_tracer)]

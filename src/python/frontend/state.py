@@ -9,14 +9,14 @@ from opentelemetry import trace
 
 from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool
-from frontend.events import EventHub
+from frontend.log_broadcast import LogBroadcast
 from frontend.settings import FrontendSettings
 
 
 @dataclass
 class AppState:
     settings: FrontendSettings
-    hub: EventHub
+    logs: LogBroadcast
     http: httpx.AsyncClient
     backend_client: BackendClient
     pool: BackendPool
