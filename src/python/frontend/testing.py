@@ -15,7 +15,7 @@ from testsupport.processes import free_port
 
 
 @asynccontextmanager
-async def running_frontend(
+async def frontend_in_loop(
     settings: FrontendSettings, logs: LogBroadcast | None = None
 ) -> AsyncIterator[str]:
     """Yields the base URL (http://127.0.0.1:PORT)."""
