@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -14,7 +13,6 @@ _TIMEOUT = httpx.Timeout(2.0)
 class BackendStatus:
     reachable: bool
     status: str  # the backend's own status (loading|ready|error), or "unreachable"
-    detail: dict[str, Any] | None = None
     error: str | None = None
 
     def summary(self) -> str:
@@ -34,7 +32,7 @@ class BackendClient:
             return BackendStatus(False, "unreachable", error=f"{type(error).__name__}: {error}")
         if not isinstance(document, dict):
             return BackendStatus(True, "invalid", error="/health did not return a JSON object")
-        return BackendStatus(True, str(document.get("status", "unknown")), detail=document)
+        return BackendStatus(True, str(document.get("status", "unknown")))
 
     async def voices(self) -> list[str] | None:
         """The backend's voices, or None when it cannot say."""
