@@ -14,10 +14,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from frontend.access_log import ACCESS_LOGGER, QuietPolls
+from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool, backends_of
-from frontend.backend_probe import BackendProbe
-from frontend.events import EventHub, HubLogHandler
-from frontend.health_watch import watch_backend
+from frontend.backend_watcher import watch_backend
+from frontend.log_broadcast import LogBroadcast, LogBroadcastHandler
 from frontend.routes import router
 from frontend.routes.pages import STATIC_DIR
 from frontend.settings import FrontendSettings
@@ -37,16 +37,16 @@ class RevalidatingStaticFiles(StaticFiles):
         await super().__call__(scope, receive, send_with_cache_header)
 
 
-def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastAPI:
-    hub = hub or EventHub(replay=settings.log_replay_events)
+def create_app(settings: FrontendSettings, logs: LogBroadcast | None = None) -> FastAPI:
+    logs = logs or LogBroadcast(replay=settings.log_replay_events)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hub.bind(asyncio.get_running_loop())
+        logs.bind(asyncio.get_running_loop())
         # Here, not in main(): with reload the app runs in a worker process of its own.
         quiet = QuietPolls()
         logging.getLogger(ACCESS_LOGGER).addFilter(quiet)
-        handler = HubLogHandler(hub)
+        handler = LogBroadcastHandler(logs)
         watched = [logging.getLogger(name) for name in ("frontend", "uvicorn.error")]
         for logger in watched:
             logger.addHandler(handler)
@@ -61,10 +61,14 @@ def create_app(settings: FrontendSettings, hub: EventHub | None = None) -> FastA
             setup_telemetry, "frontend", settings.otel_exporter_otlp_endpoint
         )
         async with httpx.AsyncClient(verify=verify) as http:
-            probe = BackendProbe(settings.moshi_backend_url, http)
+            backend_client = BackendClient(settings.moshi_backend_url, http)
             pool = BackendPool(backends_of(settings), http)
-            app.state.frontend = AppState(settings, hub, http, probe, pool, telemetry.tracer)
-            watcher = asyncio.create_task(watch_backend(probe, settings.backend_poll_interval_s))
+            app.state.frontend = AppState(
+                settings, logs, http, backend_client, pool, telemetry.tracer
+            )
+            watcher = asyncio.create_task(
+                watch_backend(backend_client, settings.backend_poll_interval_s)
+            )
             try:
                 yield
             finally:

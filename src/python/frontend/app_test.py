@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from frontend.events import EventHub, LogEvent
+from frontend.log_broadcast import LogBroadcast, LogEvent
 from frontend.settings import FrontendSettings
-from frontend.testing import running_frontend
+from frontend.testing import frontend_in_loop
 from moshi_backend.engines.loopback import LoopbackEngine
 from moshi_backend.testing import RunningBackend, running_backend
 from testsupport.processes import free_port
@@ -36,7 +36,7 @@ async def test_config_with_the_backend_up(
     backend: RunningBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_must_never_reach_a_browser")
-    async with running_frontend(_settings(backend.base_url)) as base:
+    async with frontend_in_loop(_settings(backend.base_url)) as base:
         status, _, body = await _get(base + "/api/config")
     assert status == 200
     config = json.loads(body)
@@ -51,7 +51,7 @@ async def test_config_with_the_backend_up(
 
 async def test_config_and_health_with_the_backend_down() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    async with running_frontend(_settings(dead, proxy=True)) as base:
+    async with frontend_in_loop(_settings(dead, proxy=True)) as base:
         _, _, config_body = await _get(base + "/api/config")
         status, _, health_body = await _get(base + "/health")
     config = json.loads(config_body)
@@ -63,7 +63,7 @@ async def test_config_and_health_with_the_backend_down() -> None:
 
 
 async def test_health_reports_the_backend(backend: RunningBackend) -> None:
-    async with running_frontend(_settings(backend.base_url)) as base:
+    async with frontend_in_loop(_settings(backend.base_url)) as base:
         status, _, body = await _get(base + "/health")
     health = json.loads(body)
     assert status == 200
@@ -76,10 +76,10 @@ async def test_health_reports_the_backend(backend: RunningBackend) -> None:
 
 
 async def test_logs_replay_then_stream_backend_changes(backend: RunningBackend) -> None:
-    hub = EventHub()
-    hub.publish(LogEvent.now("INFO", "test", "before anyone connected"))
+    logs = LogBroadcast()
+    logs.publish(LogEvent.now("INFO", "test", "before anyone connected"))
     async with (
-        running_frontend(_settings(backend.base_url), hub) as base,
+        frontend_in_loop(_settings(backend.base_url), logs) as base,
         aiohttp.ClientSession() as http,
         http.ws_connect(base.replace("http", "ws", 1) + "/ws/logs") as ws,
     ):
@@ -92,22 +92,22 @@ async def test_logs_replay_then_stream_backend_changes(backend: RunningBackend) 
                 event = await ws.receive_json()
                 if "backend" in event["message"] and "ready" in event["message"]:
                     break
-        hub.publish(LogEvent.now("ERROR", "test", "live event"))
+        logs.publish(LogEvent.now("ERROR", "test", "live event"))
         async with asyncio.timeout(5):
             while (await ws.receive_json())["message"] != "live event":
                 pass
     await asyncio.sleep(0.1)
-    assert hub.subscriber_count == 0
+    assert logs.subscriber_count == 0
 
 
 async def test_unknown_route_is_404(backend: RunningBackend) -> None:
-    async with running_frontend(_settings(backend.base_url)) as base:
+    async with frontend_in_loop(_settings(backend.base_url)) as base:
         status, _, _ = await _get(base + "/api/nothing-here")
     assert status == 404
 
 
 async def test_ui_and_assets_have_types_and_revalidation_headers(backend: RunningBackend) -> None:
-    async with running_frontend(_settings(backend.base_url)) as base:
+    async with frontend_in_loop(_settings(backend.base_url)) as base:
         status, headers, body = await _get(base + "/")
         assert status == 200 and headers["content-type"].startswith("text/html")
         assert headers["cache-control"] == "no-cache" and b"<html" in body.lower()

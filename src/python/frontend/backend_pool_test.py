@@ -12,7 +12,7 @@ import pytest
 
 from frontend.backend_pool import BackendPool, backend_at, backends_of
 from frontend.settings import FrontendSettings
-from frontend.testing import running_frontend
+from frontend.testing import frontend_in_loop
 from moshi_backend.engines.loopback import LoopbackEngine
 from moshi_backend.testing import RunningBackend, running_backend
 from moshi_protocol.client import ChatClient
@@ -61,7 +61,7 @@ def test_settings_read_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -
 async def test_config_hands_out_the_free_backend(backends: list[RunningBackend]) -> None:
     first, second = backends
     settings = FrontendSettings(moshi_ws_urls=(first.chat_url, second.chat_url))
-    async with running_frontend(settings) as base, aiohttp.ClientSession() as http:
+    async with frontend_in_loop(settings) as base, aiohttp.ClientSession() as http:
         async with ChatClient.connect(first.chat_url) as busy:
             await busy.handshake()
             async with http.get(f"{base}/api/config") as response:
@@ -72,7 +72,7 @@ async def test_config_hands_out_the_free_backend(backends: list[RunningBackend])
 async def test_the_proxy_relays_to_the_free_backend(backends: list[RunningBackend]) -> None:
     first, second = backends
     settings = FrontendSettings(moshi_ws_urls=(first.chat_url, second.chat_url), moshi_proxy=True)
-    async with running_frontend(settings) as base:
+    async with frontend_in_loop(settings) as base:
         proxy = base.replace("http", "ws", 1) + "/proxy/moshi"
         async with ChatClient.connect(first.chat_url) as busy:
             await busy.handshake()

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from playwright.sync_api import Browser
 
-from frontend.browser_testing import (
+from frontend.testing_browser import (
     LIVE_TIMEOUT_S,
+    backend_process,
+    frontend_process,
     live_screenshot,
     occupied_slot,
     open_voice_page,
-    running_backend,
-    running_frontend,
     wait_frames_in,
 )
 from testsupport.processes import free_port
@@ -31,7 +31,7 @@ MIN_ECHO_PEAK = 0.05
 def test_direct_conversation_sends_plays_and_transcribes(
     voice_browser: Browser, tmp_path: Path
 ) -> None:
-    with running_backend() as backend, running_frontend(backend.chat_url) as frontend:
+    with backend_process() as backend, frontend_process(backend.chat_url) as frontend:
         assert frontend.config()["use_proxy"] is False
         services = [backend.process, frontend.process]
         with open_voice_page(voice_browser, frontend.url, services) as voice:
@@ -76,7 +76,7 @@ def test_direct_conversation_sends_plays_and_transcribes(
 
 
 def test_conversation_through_the_frontend_proxy(voice_browser: Browser) -> None:
-    with running_backend() as backend, running_frontend(backend.chat_url, proxy=True) as frontend:
+    with backend_process() as backend, frontend_process(backend.chat_url, proxy=True) as frontend:
         config = frontend.config()
         assert config["use_proxy"] is True
         services = [backend.process, frontend.process]
@@ -101,8 +101,8 @@ def test_page_reconnects_after_the_backend_restarts(voice_browser: Browser) -> N
     port = free_port()
     chat_url = f"ws://127.0.0.1:{port}/api/chat"
     with (
-        running_backend(port) as first,
-        running_frontend(chat_url) as frontend,
+        backend_process(port) as first,
+        frontend_process(chat_url) as frontend,
         open_voice_page(voice_browser, frontend.url, [first.process, frontend.process]) as voice,
     ):
         voice.connect()
@@ -114,7 +114,7 @@ def test_page_reconnects_after_the_backend_restarts(voice_browser: Browser) -> N
         first.process.wait_exit()
         voice.wait_state("disconnected", timeout_s=30)
 
-        with running_backend(port) as second:
+        with backend_process(port) as second:
             voice.services.append(second.process)
             frames_before = second.frames_in()
             voice.wait_state("live", timeout_s=LIVE_TIMEOUT_S + 10)
@@ -126,8 +126,8 @@ def test_page_reconnects_after_the_backend_restarts(voice_browser: Browser) -> N
 
 def test_busy_backend_is_explained_and_retried(voice_browser: Browser) -> None:
     with (
-        running_backend(flags=["--max-sessions", "1"]) as backend,
-        running_frontend(backend.chat_url) as frontend,
+        backend_process(flags=["--max-sessions", "1"]) as backend,
+        frontend_process(backend.chat_url) as frontend,
         open_voice_page(voice_browser, frontend.url, [backend.process, frontend.process]) as voice,
     ):
         with occupied_slot(backend.chat_url):
@@ -150,8 +150,8 @@ def test_busy_backend_is_explained_and_retried(voice_browser: Browser) -> None:
 
 def test_without_a_microphone_the_page_still_listens_and_says_why(voice_browser: Browser) -> None:
     with (
-        running_backend() as backend,
-        running_frontend(backend.chat_url) as frontend,
+        backend_process() as backend,
+        frontend_process(backend.chat_url) as frontend,
         open_voice_page(voice_browser, frontend.url, [backend.process, frontend.process]) as voice,
     ):
         voice.page.evaluate(
@@ -220,7 +220,7 @@ _OGG_ROUND_TRIP = """async () => {
 def test_ogg_muxer_output_survives_any_cutting_into_messages(voice_browser: Browser) -> None:
     # The UI needs no backend for this; the frontend only serves the module.
     with (
-        running_frontend(f"ws://127.0.0.1:{free_port()}/api/chat") as frontend,
+        frontend_process(f"ws://127.0.0.1:{free_port()}/api/chat") as frontend,
         open_voice_page(voice_browser, frontend.url, [frontend.process]) as voice,
     ):
         result = voice.page.evaluate(_OGG_ROUND_TRIP)

@@ -8,9 +8,9 @@ from fastapi import Depends
 from opentelemetry import trace
 from starlette.requests import HTTPConnection
 
+from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool
-from frontend.backend_probe import BackendProbe
-from frontend.events import EventHub
+from frontend.log_broadcast import LogBroadcast
 from frontend.settings import FrontendSettings
 from frontend.state import AppState
 
@@ -24,16 +24,16 @@ def get_settings(state: Annotated[AppState, Depends(get_state)]) -> FrontendSett
     return state.settings
 
 
-def get_hub(state: Annotated[AppState, Depends(get_state)]) -> EventHub:
-    return state.hub
+def get_logs(state: Annotated[AppState, Depends(get_state)]) -> LogBroadcast:
+    return state.logs
 
 
 def get_tracer(state: Annotated[AppState, Depends(get_state)]) -> trace.Tracer:
     return state.tracer
 
 
-def get_probe(state: Annotated[AppState, Depends(get_state)]) -> BackendProbe:
-    return state.probe
+def get_backend_client(state: Annotated[AppState, Depends(get_state)]) -> BackendClient:
+    return state.backend_client
 
 
 def get_pool(state: Annotated[AppState, Depends(get_state)]) -> BackendPool:
@@ -41,7 +41,7 @@ def get_pool(state: Annotated[AppState, Depends(get_state)]) -> BackendPool:
 
 
 SettingsDep = Annotated[FrontendSettings, Depends(get_settings)]
-HubDep = Annotated[EventHub, Depends(get_hub)]
-ProbeDep = Annotated[BackendProbe, Depends(get_probe)]
+LogsDep = Annotated[LogBroadcast, Depends(get_logs)]
+BackendClientDep = Annotated[BackendClient, Depends(get_backend_client)]
 PoolDep = Annotated[BackendPool, Depends(get_pool)]
 TracerDep = Annotated[trace.Tracer, Depends(get_tracer)]

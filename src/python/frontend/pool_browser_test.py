@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from playwright.sync_api import Browser
 
-from frontend.browser_testing import (
+from frontend.testing_browser import (
+    backend_process,
+    frontend_process,
     occupied_slot,
     open_voice_page,
-    running_backend,
-    running_frontend,
 )
 
 ONE_SLOT = ("--max-sessions", "1")
@@ -17,9 +17,9 @@ ONE_SLOT = ("--max-sessions", "1")
 
 def test_connect_asks_for_a_free_backend_each_time(voice_browser: Browser) -> None:
     with (
-        running_backend(flags=ONE_SLOT) as first,
-        running_backend(flags=ONE_SLOT) as second,
-        running_frontend(first.chat_url, more_backends=[second.chat_url]) as frontend,
+        backend_process(flags=ONE_SLOT) as first,
+        backend_process(flags=ONE_SLOT) as second,
+        frontend_process(first.chat_url, more_backends=[second.chat_url]) as frontend,
     ):
         # Both free when the page loads: it is told the first.
         assert frontend.config()["moshi_ws_url"] == first.chat_url

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from frontend.settings import FrontendSettings
-from frontend.testing import running_frontend
+from frontend.testing import frontend_in_loop
 from moshi_backend.engines.loopback import LoopbackEngine
 from moshi_backend.testing import RunningBackend, ogg_pages, running_backend, tone
 from moshi_protocol.client import ChatClient, ChatClosed
@@ -28,7 +28,7 @@ async def backend() -> AsyncIterator[RunningBackend]:
 
 
 async def test_conversation_through_the_proxy(backend: RunningBackend) -> None:
-    async with running_frontend(_settings(backend.base_url)) as base:
+    async with frontend_in_loop(_settings(backend.base_url)) as base:
         async with ChatClient.connect(_proxy_url(base), {"voice_prompt": "VARF3.pt"}) as client:
             await client.handshake()
             opening = await client.receive()
@@ -42,7 +42,7 @@ async def test_conversation_through_the_proxy(backend: RunningBackend) -> None:
 
 
 async def test_bad_query_is_refused_without_touching_the_backend(backend: RunningBackend) -> None:
-    async with running_frontend(_settings(backend.base_url)) as base:
+    async with frontend_in_loop(_settings(backend.base_url)) as base:
         async with ChatClient.connect(_proxy_url(base), {"seed": "soon"}) as client:
             closed = await client.closed_reason()
     assert closed.reason is not None and "bad seed" in closed.reason
@@ -52,7 +52,7 @@ async def test_bad_query_is_refused_without_touching_the_backend(backend: Runnin
 
 
 async def test_backend_down_is_a_clear_error() -> None:
-    async with running_frontend(_settings(f"http://127.0.0.1:{free_port()}")) as base:
+    async with frontend_in_loop(_settings(f"http://127.0.0.1:{free_port()}")) as base:
         async with ChatClient.connect(_proxy_url(base)) as client:
             closed = await client.closed_reason()
     assert closed.reason is not None and closed.reason.startswith("backend unreachable")
@@ -60,7 +60,7 @@ async def test_backend_down_is_a_clear_error() -> None:
 
 
 async def test_backend_refusal_passes_through(backend: RunningBackend) -> None:
-    async with running_frontend(_settings(backend.base_url)) as base:
+    async with frontend_in_loop(_settings(backend.base_url)) as base:
         async with ChatClient.connect(backend.chat_url) as holder:
             await holder.handshake()
             async with ChatClient.connect(_proxy_url(base)) as client:
@@ -71,7 +71,7 @@ async def test_backend_refusal_passes_through(backend: RunningBackend) -> None:
 
 
 async def test_backend_error_mid_stream_passes_through(backend: RunningBackend) -> None:
-    async with running_frontend(_settings(backend.base_url)) as base:
+    async with frontend_in_loop(_settings(backend.base_url)) as base:
         async with ChatClient.connect(_proxy_url(base)) as client:
             await client.handshake()
             await client.send_raw(encode(MessageKind.AUDIO, b"definitely not ogg" * 10))
@@ -82,7 +82,7 @@ async def test_backend_error_mid_stream_passes_through(backend: RunningBackend) 
 
 async def test_backend_going_away_mid_stream_closes_the_browser_side() -> None:
     async with running_backend(LoopbackEngine()) as backend:
-        async with running_frontend(_settings(backend.base_url)) as base:
+        async with frontend_in_loop(_settings(backend.base_url)) as base:
             async with ChatClient.connect(_proxy_url(base)) as client:
                 await client.handshake()
                 # The backend stops while the conversation is live.

@@ -7,17 +7,17 @@ from dataclasses import dataclass
 import httpx
 from opentelemetry import trace
 
+from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool
-from frontend.backend_probe import BackendProbe
-from frontend.events import EventHub
+from frontend.log_broadcast import LogBroadcast
 from frontend.settings import FrontendSettings
 
 
 @dataclass
 class AppState:
     settings: FrontendSettings
-    hub: EventHub
+    logs: LogBroadcast
     http: httpx.AsyncClient
-    probe: BackendProbe
+    backend_client: BackendClient
     pool: BackendPool
     tracer: trace.Tracer

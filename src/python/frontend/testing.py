@@ -9,19 +9,19 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from frontend.app import create_app
-from frontend.events import EventHub
+from frontend.log_broadcast import LogBroadcast
 from frontend.settings import FrontendSettings
 from testsupport.processes import free_port
 
 
 @asynccontextmanager
-async def running_frontend(
-    settings: FrontendSettings, hub: EventHub | None = None
+async def frontend_in_loop(
+    settings: FrontendSettings, logs: LogBroadcast | None = None
 ) -> AsyncIterator[str]:
     """Yields the base URL (http://127.0.0.1:PORT)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, hub), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings, logs), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -12,7 +12,7 @@ from pathlib import Path
 from playwright.sync_api import Browser
 
 import frontend
-from frontend.browser_testing import open_voice_page
+from frontend.testing_browser import open_voice_page
 from orchestrator.testing import (
     UP_LINE,
     Orchestrator,

@@ -1,8 +1,9 @@
 """A local Debian base image for service images: no registry is reachable, so one is made here.
 
-debootstrap writes a minimal bookworm root file system with Python 3.11 and libopus, and the
-Docker engine imports it as an image. Building takes about a minute, so it happens once per
-engine; concurrent test processes wait for each other on a file lock.
+debootstrap writes a minimal bookworm root file system with Python 3.11 and libopus, from the
+mirror the machine's apt uses (or DEBIAN_MIRROR), and the Docker engine imports it as an image.
+Building takes about a minute, so it happens once per engine; concurrent test processes wait for
+each other on a file lock.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from pathlib import Path
 import docker
 from docker.errors import ImageNotFound
 
+from testsupport.apt_sources import APT_DIR, AptSourcesError, mirror_for_suite
 from testsupport.docker_engine import TEST_LABEL
 from testsupport.environment import TestEnvironment, test_environment
 from testsupport.gate import Unavailable
 
 LOCAL_BASE_IMAGE = "personaplex-local-base:bookworm"
+_SUITE = "bookworm"
 _PACKAGES = ("python3", "ca-certificates", "libopus0")
 _LOCK = Path(tempfile.gettempdir()) / "personaplex-local-base.lock"
 
@@ -33,6 +36,17 @@ def _debootstrap() -> str:
     return path
 
 
+def debian_mirror(env: TestEnvironment, apt_dir: Path = APT_DIR) -> str:
+    if env.debian_mirror:
+        return env.debian_mirror
+    try:
+        return mirror_for_suite(_SUITE, apt_dir)
+    except AptSourcesError as error:
+        raise Unavailable(
+            f"no Debian mirror for debootstrap: {error} (or set DEBIAN_MIRROR)"
+        ) from None
+
+
 def _build(client: docker.DockerClient, tag: str, env: TestEnvironment) -> None:
     with tempfile.TemporaryDirectory(prefix="personaplex-rootfs-") as work:
         rootfs = Path(work) / "rootfs"
@@ -40,9 +54,9 @@ def _build(client: docker.DockerClient, tag: str, env: TestEnvironment) -> None:
             _debootstrap(),
             "--variant=minbase",
             f"--include={','.join(_PACKAGES)}",
-            "bookworm",
+            _SUITE,
             str(rootfs),
-            env.debian_mirror,
+            debian_mirror(env),
         ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
         if result.returncode != 0:

@@ -15,7 +15,8 @@ class TestEnvironment(BaseSettings):
     # Set by CI (and by .ci/run): integration tests must then run, never skip.
     ci: bool = False
     chromium_path: str | None = None
-    debian_mirror: str = "http://deb.debian.org/debian"
+    # Unset: the mirror this machine's apt uses (testsupport.apt_sources).
+    debian_mirror: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from frontend.deps import PoolDep, ProbeDep, SettingsDep
+from frontend.deps import BackendClientDep, PoolDep, SettingsDep
 from frontend.personas import PERSONAS
 from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE, MessageKind
 from moshi_protocol.params import PERSONAPLEX_VOICES, ChatParams
@@ -27,8 +27,10 @@ def _version() -> str:
 
 
 @router.get("/config")
-async def get_config(settings: SettingsDep, probe: ProbeDep, pool: PoolDep) -> dict[str, Any]:
-    voices = await probe.voices()
+async def get_config(
+    settings: SettingsDep, backend_client: BackendClientDep, pool: PoolDep
+) -> dict[str, Any]:
+    voices = await backend_client.voices()
     defaults = ChatParams()
     # Through the proxy the backend is chosen when the conversation starts, not here.
     backend = settings.moshi_ws_url if settings.use_proxy else (await pool.pick()).ws_url

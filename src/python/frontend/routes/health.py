@@ -6,18 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from frontend.deps import ProbeDep
+from frontend.deps import BackendClientDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def get_health(probe: ProbeDep) -> dict[str, Any]:
-    backend = await probe.status()
+async def get_health(backend_client: BackendClientDep) -> dict[str, Any]:
+    backend = await backend_client.status()
     return {
         "status": "ok",
         "backend": {
-            "url": probe.base_url,
+            "url": backend_client.base_url,
             "reachable": backend.reachable,
             "status": backend.status,
             "error": backend.error,

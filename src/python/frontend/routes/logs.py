@@ -7,15 +7,15 @@ import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from frontend.deps import HubDep
-from frontend.events import Subscriber
+from frontend.deps import LogsDep
+from frontend.log_broadcast import LogSubscriber
 
 router = APIRouter(tags=["logs"])
 
 _SEND_TIMEOUT_S = 5.0
 
 
-async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
+async def _pump(websocket: WebSocket, subscriber: LogSubscriber) -> None:
     while True:
         event = await subscriber.queue.get()
         await asyncio.wait_for(websocket.send_json(event.to_dict()), _SEND_TIMEOUT_S)
@@ -29,11 +29,11 @@ async def _until_disconnect(websocket: WebSocket) -> None:
 
 
 @router.websocket("/ws/logs")
-async def stream_logs(websocket: WebSocket, hub: HubDep) -> None:
+async def stream_logs(websocket: WebSocket, logs: LogsDep) -> None:
     await websocket.accept()
-    with hub.subscribe() as subscriber:
+    with logs.subscribe() as subscriber:
         try:
-            for event in hub.history():
+            for event in logs.history():
                 await asyncio.wait_for(websocket.send_json(event.to_dict()), _SEND_TIMEOUT_S)
             tasks = {
                 asyncio.create_task(_pump(websocket, subscriber)),

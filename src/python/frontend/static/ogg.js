@@ -176,7 +176,6 @@ export class OggDemuxer {
   constructor() {
     this.buffer = new Uint8Array(0);
     this.partial = [];
-    this.pagesRead = 0;
     this.bytesSkipped = 0;
   }
 
@@ -221,7 +220,6 @@ export class OggDemuxer {
   }
 
   readPage(page, segmentCount, packets) {
-    this.pagesRead += 1;
     const flags = page[5];
     if (!(flags & FLAG_CONTINUED)) this.partial = [];
     let position = HEADER_BYTES + segmentCount;

@@ -1,29 +1,21 @@
-"""Real-browser helpers: backend and frontend as processes, Chromium speaking a synthetic voice.
-
-`python -m frontend.browser_testing PATH.png` (or `./pants run
-src/python/frontend/browser_testing.py -- PATH.png`) saves a screenshot of the UI in a live
-conversation with the loopback engine.
-"""
+"""Real-browser helpers: backend and frontend as processes, Chromium speaking a synthetic voice."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from moshi_protocol.client import ChatClient
-from testsupport.chromium import find_chromium, launch_voice_browser
 from testsupport.polling import wait_for
 from testsupport.processes import (
     ServiceProcess,
@@ -31,7 +23,6 @@ from testsupport.processes import (
     python_module_command,
     service_process,
 )
-from testsupport.speech import make_speech_wav
 
 # Generous: two slow cores run Chromium, the backend and the frontend at once.
 STARTUP_TIMEOUT_S = 60.0
@@ -40,7 +31,7 @@ FLOW_TIMEOUT_S = 45.0
 
 
 @dataclass
-class Backend:
+class BackendProcess:
     port: int
     process: ServiceProcess
 
@@ -62,20 +53,20 @@ class Backend:
 
 
 @contextmanager
-def running_backend(port: int | None = None, flags: Sequence[str] = ()) -> Iterator[Backend]:
+def backend_process(port: int | None = None, flags: Sequence[str] = ()) -> Iterator[BackendProcess]:
     """The real backend with the loopback engine, ready (/health 200) when yielded."""
     port = port or free_port()
     command = python_module_command(
         "moshi_backend", "--engine", "loopback", "--host", "127.0.0.1", "--port", str(port), *flags
     )
     with service_process(command) as process:
-        backend = Backend(port, process)
+        backend = BackendProcess(port, process)
         process.wait_http(f"{backend.base_url}/health", timeout_s=STARTUP_TIMEOUT_S)
         yield backend
 
 
 @dataclass
-class Frontend:
+class FrontendProcess:
     port: int
     process: ServiceProcess
 
@@ -90,9 +81,9 @@ class Frontend:
 
 
 @contextmanager
-def running_frontend(
+def frontend_process(
     backend_chat_url: str, *, proxy: bool = False, more_backends: Sequence[str] = ()
-) -> Iterator[Frontend]:
+) -> Iterator[FrontendProcess]:
     """The real frontend, pointed at backend_chat_url (and more_backends, to choose among),
     serving /api/config when yielded."""
     port = free_port()
@@ -105,7 +96,7 @@ def running_frontend(
     if more_backends:
         env["MOSHI_WS_URLS"] = ",".join([backend_chat_url, *more_backends])
     with service_process(python_module_command("frontend"), env=env) as process:
-        frontend = Frontend(port, process)
+        frontend = FrontendProcess(port, process)
         process.wait_http(f"{frontend.url}api/config", timeout_s=STARTUP_TIMEOUT_S)
         yield frontend
 
@@ -241,7 +232,9 @@ def occupied_slot(chat_url: str, timeout_s: float = 30.0) -> Iterator[None]:
         thread.join(timeout_s)
 
 
-def wait_frames_in(backend: Backend, above: float, timeout_s: float = FLOW_TIMEOUT_S) -> float:
+def wait_frames_in(
+    backend: BackendProcess, above: float, timeout_s: float = FLOW_TIMEOUT_S
+) -> float:
     return wait_for(
         lambda: (frames if (frames := backend.frames_in()) > above else None),
         what=f"backend moshi_frames_in_total above {above}",
@@ -262,48 +255,3 @@ def live_screenshot(voice: VoicePage, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     voice.page.screenshot(path=str(path), full_page=True)
     return path
-
-
-def save_live_screenshot(
-    path: Path,
-    chromium: str | None = None,
-    viewport: ViewportSize | None = None,
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
-) -> Path:
-    """Start backend, frontend and Chromium, hold a conversation, and save a screenshot."""
-    executable = chromium or find_chromium()
-    with tempfile.TemporaryDirectory(prefix="ui-screenshot-") as work:
-        wav = make_speech_wav(Path(work))
-        with running_backend() as backend, running_frontend(backend.chat_url) as frontend:
-            log(f"backend {backend.base_url}, frontend {frontend.url}")
-            with sync_playwright() as playwright:
-                browser = launch_voice_browser(playwright, executable, wav)
-                try:
-                    services = [backend.process, frontend.process]
-                    with open_voice_page(browser, frontend.url, services, viewport) as voice:
-                        voice.connect()
-                        log("live; waiting for the loopback's text and audio")
-                        live_screenshot(voice, path)
-                finally:
-                    browser.close()
-    log(f"saved {path}")
-    return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (1, 2):
-        print(
-            "usage: python -m frontend.browser_testing OUTPUT.png [WIDTHxHEIGHT]", file=sys.stderr
-        )
-        return 2
-    viewport: ViewportSize | None = None
-    if len(args) == 2:
-        width, _, height = args[1].partition("x")
-        viewport = {"width": int(width), "height": int(height)}
-    save_live_screenshot(Path(args[0]).resolve(), viewport=viewport)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

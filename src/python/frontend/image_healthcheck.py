@@ -1,6 +1,7 @@
 """The container's HEALTHCHECK: exit 0 when this frontend's /health answers 200.
 
-Runs from the image's virtualenv (`python -m frontend.healthcheck`), so the image needs no curl.
+Runs from the image's virtualenv (`python -m frontend.image_healthcheck`), so the image needs no
+curl.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from frontend.events import EventHub, HubLogHandler, LogEvent
+from frontend.log_broadcast import LogBroadcast, LogBroadcastHandler, LogEvent
 
 
 def _event(n: int) -> LogEvent:
@@ -11,40 +11,40 @@ def _event(n: int) -> LogEvent:
 
 
 def test_replay_keeps_only_the_last_events() -> None:
-    hub = EventHub(replay=3)
+    broadcast = LogBroadcast(replay=3)
     for n in range(5):
-        hub.publish(_event(n))
-    assert [e.message for e in hub.history()] == ["event 2", "event 3", "event 4"]
+        broadcast.publish(_event(n))
+    assert [e.message for e in broadcast.history()] == ["event 2", "event 3", "event 4"]
 
 
 def test_slow_subscriber_loses_its_oldest_events_and_nobody_waits() -> None:
-    hub = EventHub(queue_size=4)
-    with hub.subscribe() as slow, hub.subscribe() as fast:
+    broadcast = LogBroadcast(queue_size=4)
+    with broadcast.subscribe() as slow, broadcast.subscribe() as fast:
         for n in range(10):
-            hub.publish(_event(n))
+            broadcast.publish(_event(n))
             if not fast.queue.empty():
                 fast.queue.get_nowait()
         assert slow.queue.qsize() == 4 and slow.dropped == 6
         assert [slow.queue.get_nowait().message for _ in range(4)][0] == "event 6"
         assert fast.dropped == 0
-    assert hub.subscriber_count == 0
+    assert broadcast.subscriber_count == 0
 
 
 async def test_log_records_from_other_threads_become_events() -> None:
-    hub = EventHub()
-    hub.bind(asyncio.get_running_loop())
+    broadcast = LogBroadcast()
+    broadcast.bind(asyncio.get_running_loop())
     logger = logging.getLogger("frontend.test-events")
-    handler = HubLogHandler(hub)
+    handler = LogBroadcastHandler(broadcast)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
         await asyncio.to_thread(logger.warning, "from a worker thread")
         async with asyncio.timeout(5):
-            while not hub.history():
+            while not broadcast.history():
                 await asyncio.sleep(0.01)
     finally:
         logger.removeHandler(handler)
-    event = hub.history()[-1]
+    event = broadcast.history()[-1]
     assert (event.level, event.source, event.message) == (
         "WARNING",
         "frontend",

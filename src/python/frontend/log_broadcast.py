@@ -27,7 +27,7 @@ class LogEvent:
         return asdict(self)
 
 
-class Subscriber:
+class LogSubscriber:
     """A slow reader loses its oldest events, never anybody else's and never memory."""
 
     def __init__(self, size: int) -> None:
@@ -41,12 +41,12 @@ class Subscriber:
         self.queue.put_nowait(event)
 
 
-class EventHub:
+class LogBroadcast:
     """Lives on the event loop's thread; other threads publish through publish_threadsafe."""
 
     def __init__(self, replay: int = 200, queue_size: int = 256) -> None:
         self._history: deque[LogEvent] = deque(maxlen=replay)
-        self._subscribers: set[Subscriber] = set()
+        self._subscribers: set[LogSubscriber] = set()
         self._queue_size = queue_size
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -70,8 +70,8 @@ class EventHub:
         return len(self._subscribers)
 
     @contextmanager
-    def subscribe(self) -> Iterator[Subscriber]:
-        subscriber = Subscriber(self._queue_size)
+    def subscribe(self) -> Iterator[LogSubscriber]:
+        subscriber = LogSubscriber(self._queue_size)
         self._subscribers.add(subscriber)
         try:
             yield subscriber
@@ -79,17 +79,17 @@ class EventHub:
             self._subscribers.discard(subscriber)
 
 
-class HubLogHandler(logging.Handler):
+class LogBroadcastHandler(logging.Handler):
     """Python logging records become /ws/logs events (from any thread)."""
 
-    def __init__(self, hub: EventHub, source: str = "frontend") -> None:
+    def __init__(self, broadcast: LogBroadcast, source: str = "frontend") -> None:
         super().__init__(level=logging.INFO)
-        self._hub = hub
+        self._broadcast = broadcast
         self._source = source
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             event = LogEvent.now(record.levelname, self._source, record.getMessage())
-            self._hub.publish_threadsafe(event)
+            self._broadcast.publish_threadsafe(event)
         except Exception:  # a logging handler must never raise into the caller
             self.handleError(record)
