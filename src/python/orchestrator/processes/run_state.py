@@ -40,7 +40,6 @@ class RunRecord:
     orchestrator_pid: int
     processes: list[ProcessRecord] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
-    container_id: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -54,7 +53,6 @@ class RunRecord:
             orchestrator_pid=int(data["orchestrator_pid"]),
             processes=processes,
             endpoints=dict(data.get("endpoints", {})),
-            container_id=data.get("container_id"),
         )
 
 

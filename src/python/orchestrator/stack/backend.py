@@ -119,8 +119,6 @@ async def _start_container(
         )
     container = outcome.container
     await stack.say(f"backend container {container.short_id} {outcome.action.value}")
-    stack.record.container_id = container.id
-    stack.save_record()
     endpoint = await run_container_service(
         stack,
         owned,
