@@ -23,6 +23,7 @@ from frontend.routes.pages import STATIC_DIR
 from frontend.settings import FrontendSettings
 from frontend.state import AppState
 from stack_telemetry.otel import setup_telemetry
+from stack_ui import THEME_DIR
 
 
 class RevalidatingStaticFiles(StaticFiles):
@@ -85,4 +86,5 @@ def create_app(settings: FrontendSettings, logs: LogBroadcast | None = None) -> 
     app.mount(
         "/static", RevalidatingStaticFiles(directory=STATIC_DIR, check_dir=False), name="static"
     )
+    app.mount("/theme", RevalidatingStaticFiles(directory=THEME_DIR, check_dir=False), name="theme")
     return app

@@ -121,3 +121,12 @@ async def test_ui_and_assets_have_types_and_revalidation_headers(backend: Runnin
             assert r.status == 304
         status, _, _ = await _get(base + "/static/..%2Fsettings.py")
         assert status == 404
+
+
+async def test_the_shared_theme_is_served_like_the_assets() -> None:
+    async with frontend_in_loop(_settings(f"http://127.0.0.1:{free_port()}")) as base:
+        status, headers, body = await _get(base + "/theme/theme.css")
+        _, _, page = await _get(base + "/")
+    assert status == 200 and headers["content-type"].startswith("text/css")
+    assert headers["cache-control"] == "no-cache" and b"--bg:" in body
+    assert b'href="theme/theme.css"' in page

@@ -17,6 +17,7 @@ from orchestrator.health.probe import HealthProbe, HttpProbe
 from orchestrator.hub import EventHub
 from orchestrator.masking import Masker
 from orchestrator.stack.lifecycle import Controls
+from stack_ui import THEME_DIR
 
 DEFAULT_PORT = 15000
 HOST = "127.0.0.1"
@@ -44,6 +45,7 @@ def create_app(context: routes.Context) -> web.Application:
     app[routes.CONTEXT] = context
     app.router.add_get("/", routes.index)
     app.router.add_static("/static", routes.STATIC_DIR)
+    app.router.add_static("/theme", THEME_DIR)
     app.router.add_get("/api/resources", routes.get_resources)
     app.router.add_get("/api/resources/stream", routes.stream_resources)
     app.router.add_get("/api/logs/{resource}", routes.stream_logs)

@@ -81,7 +81,8 @@ async def test_pages_and_api_never_show_the_secret(served: Served) -> None:
     await hub.drain()
     seen: list[str] = []
     async with aiohttp.ClientSession() as session:
-        for path in ("/", "/static/dashboard.js", "/static/dashboard.css", "/api/resources"):
+        pages = ("/", "/static/dashboard.js", "/static/dashboard.css", "/theme/theme.css")
+        for path in (*pages, "/api/resources"):
             async with session.get(served.url + path) as response:
                 assert response.status == 200, path
                 seen.append(await response.text())
