@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from opentelemetry import trace
 
-from moshi_backend.engine import Engine, EngineError
+from moshi_backend.engines.base import Engine, EngineError
 from moshi_backend.metrics import ServerMetrics
 from moshi_backend.session import ChatSession, ClientGone
 from moshi_protocol.messages import (

@@ -16,7 +16,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from moshi_backend.engine import EngineInfo, ProgressCallback, StepResult
+from moshi_backend.engines.base import EngineInfo, ProgressCallback, StepResult
 from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
 from moshi_backend.server import ServerOptions
 from moshi_backend.testing import RunningBackend, ogg_pages, running_backend, tone

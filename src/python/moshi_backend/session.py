@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 
 from aiohttp import WSMsgType, web
 
-from moshi_backend.engine import EngineSession, Pcm, StepResult
+from moshi_backend.engines.base import EngineSession, Pcm, StepResult
 from moshi_backend.metrics import ServerMetrics
 from moshi_protocol.messages import CloseCode, MessageKind, ProtocolError, decode, encode
 from moshi_protocol.opus import OpusEncoder, OpusFrameDecoder

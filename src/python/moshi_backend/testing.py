@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from opentelemetry import trace
 
-from moshi_backend.engine import Engine
+from moshi_backend.engines.base import Engine
 from moshi_backend.server import ChatServer, ServerOptions
 from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE
 from moshi_protocol.opus import OpusEncoder, Pcm

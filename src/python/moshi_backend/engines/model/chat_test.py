@@ -10,7 +10,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from moshi_backend.engines.model.engine import ModelEngine
+from moshi_backend.engines.model.model_engine import ModelEngine
 from moshi_backend.engines.model.prompts import Phase, PromptObserver
 from moshi_backend.engines.model.testing import (
     TINY_VOICE,

@@ -17,7 +17,7 @@ import sphn
 import torch
 from moshi.models.compression import MimiModel
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model.generator import PersonaGenerator
 from moshi_backend.engines.model.loudness import Pcm, normalize
 from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE

@@ -22,7 +22,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from moshi_backend.engines.model.architecture import (
     TEXT_TOKENIZER,
     VOICES_ARCHIVE,
 )
-from moshi_backend.engines.model.engine import ModelEngine, ModelEngineConfig
+from moshi_backend.engines.model.model_engine import ModelEngine, ModelEngineConfig
 from moshi_backend.engines.model.prompts import PromptObserver
 from moshi_protocol.messages import SAMPLE_RATE
 from moshi_protocol.opus import Pcm

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model import prompts
-from moshi_backend.engines.model.engine import ModelEngine
+from moshi_backend.engines.model.model_engine import ModelEngine
 from moshi_backend.engines.model.testing import (
     TINY_VOICE,
     cpu_engine,

@@ -21,7 +21,7 @@ from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
 from moshi.utils.compile import no_compile
 
-from moshi_backend.engine import (
+from moshi_backend.engines.base import (
     Engine,
     EngineError,
     EngineInfo,
