@@ -12,7 +12,7 @@ import pytest
 
 from moshi_backend.engines.model.model_engine import ModelEngine
 from moshi_backend.engines.model.prompts import Phase, PromptObserver
-from moshi_backend.engines.model.testing import (
+from moshi_backend.engines.model.testing_checkpoints import (
     TINY_VOICE,
     cpu_engine,
     voice_audio,

@@ -11,7 +11,7 @@ import pytest
 from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model import prompts
 from moshi_backend.engines.model.model_engine import ModelEngine
-from moshi_backend.engines.model.testing import (
+from moshi_backend.engines.model.testing_checkpoints import (
     TINY_VOICE,
     cpu_engine,
     ignore_progress,
