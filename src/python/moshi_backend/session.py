@@ -57,10 +57,6 @@ class ChatSession:
         self._dropped_logged_at = 0.0
 
     @property
-    def dropped_frames(self) -> int:
-        return self._dropped
-
-    @property
     def frames_processed(self) -> int:
         return self._processed
 

@@ -80,7 +80,6 @@ class ModelEngineConfig:
 
 @dataclass
 class _Loaded:
-    architecture: Architecture
     mimi: MimiModel
     lm: LMModel
     tokenizer: sentencepiece.SentencePieceProcessor
@@ -173,7 +172,7 @@ class ModelEngine(Engine):
         elif lm_device != self._device:
             lm.to(self._device)
         voice_dir = self._voice_dir(files.get(VOICES_ARCHIVE))
-        self._loaded = _Loaded(architecture, mimi, lm, tokenizer, voice_dir)
+        self._loaded = _Loaded(mimi, lm, tokenizer, voice_dir)
         mimi.streaming_forever(1)
         lm.streaming_forever(1)
         if self._device.type != "cuda" or not self.config.torch_compile:
@@ -280,7 +279,7 @@ class ModelEngine(Engine):
                     seed,
                     time.perf_counter() - started,
                 )
-            return ModelSession(self, generator, seed)
+            return ModelSession(self, generator)
         except BaseException:
             self._busy.release()
             raise
@@ -336,11 +335,10 @@ class ModelEngine(Engine):
 
 
 class ModelSession(EngineSession):
-    def __init__(self, engine: ModelEngine, generator: PersonaGenerator, seed: int) -> None:
+    def __init__(self, engine: ModelEngine, generator: PersonaGenerator) -> None:
         self._engine = engine
         self._loaded = engine.loaded
         self._generator = generator
-        self.seed = seed
         self._device = generator.cache.device
         self._streams = generator.streams
         self._closed = False

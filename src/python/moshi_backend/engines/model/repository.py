@@ -73,10 +73,6 @@ class ModelRepository:
         self._endpoint = endpoint
         self._cache_dir = cache_dir if cache_dir is not None else Path(constants.HF_HUB_CACHE)
 
-    @property
-    def is_local(self) -> bool:
-        return self._local is not None
-
     def fetch(
         self, files: Sequence[FileRequest], progress: DownloadCallback
     ) -> dict[str, Path | None]:
