@@ -284,19 +284,17 @@ class ModelEngine(Engine):
             self._busy.release()
             raise
 
-    def _prompter(self, generator: PersonaGenerator) -> prompts.PersonaPrompter:
-        loaded = self.loaded
-        return prompts.PersonaPrompter(
-            generator, loaded.mimi, loaded.lm.text_padding_token_id, self._observer
-        )
-
     def _text_tokens(self, text: str) -> list[int]:
         return list(self.loaded.tokenizer.Encode(prompts.system_prompt(text)))
 
     def _prompt(self, generator: PersonaGenerator, params: ChatParams) -> None:
         silence_frames = round(self.config.silence_s * 12.5)
         voice = self.voice(params.voice_prompt)
-        self._prompter(generator).run(voice, self._text_tokens(params.text_prompt), silence_frames)
+        loaded = self.loaded
+        prompter = prompts.PersonaPrompter(
+            generator, loaded.mimi, loaded.lm.text_padding_token_id, self._observer
+        )
+        prompter.run(voice, self._text_tokens(params.text_prompt), silence_frames)
 
     def voice(self, name: str) -> prompts.Voice:
         """A voice prompt by file name, read once and kept while the file is unchanged."""
@@ -312,23 +310,6 @@ class ModelEngine(Engine):
             cached = (modified, prompts.load_voice(path))
             self._voices[path] = cached
         return cached[1]
-
-    def record_voice(self, audio: Path, target: Path) -> None:
-        """Turn an audio voice prompt into a stored one (.pt) that skips Mimi at each session."""
-        voice = prompts.load_voice(audio)
-        if not isinstance(voice, prompts.AudioVoice):
-            raise EngineError(f"{audio.name} is not an audio file")
-        loaded = self.loaded
-        if not self._busy.acquire(blocking=False):
-            raise EngineError("the model is serving a conversation")
-        try:
-            loaded.mimi.reset_streaming()
-            loaded.lm.reset_streaming()
-            generator = PersonaGenerator(loaded.lm, Sampling(), cuda_graphs=False)
-            stored = prompts.record_stored_voice(self._prompter(generator), voice)
-            prompts.save_stored_voice(stored, target)
-        finally:
-            self._busy.release()
 
     def release(self) -> None:
         self._busy.release()

@@ -15,6 +15,7 @@ from moshi_backend.engines.model.testing_checkpoints import (
     TINY_VOICE,
     cpu_engine,
     ignore_progress,
+    record_voice,
     voice_audio,
     write_tiny_repository,
 )
@@ -146,7 +147,7 @@ def test_stored_voice_replays_exactly_like_its_audio(engine: ModelEngine, tmp_pa
     voice_dir = engine.loaded.voice_dir
     assert voice_dir is not None
     stored = voice_dir / "TINYF0.pt"
-    engine.record_voice(voice_dir / TINY_VOICE, stored)
+    record_voice(engine, voice_dir / TINY_VOICE, stored)
     try:
         from_audio = converse(engine, ChatParams(voice_prompt=TINY_VOICE, seed=4))
         from_stored = converse(engine, ChatParams(voice_prompt="TINYF0.pt", seed=4))

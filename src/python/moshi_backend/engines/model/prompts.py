@@ -168,22 +168,3 @@ class PersonaPrompter:
     def text(self, tokens: list[int]) -> None:
         for token in tokens:
             self._step(Phase.TEXT, self._silence, token)
-
-
-def record_stored_voice(prompter: PersonaPrompter, voice: AudioVoice) -> StoredVoice:
-    """Encode an audio voice prompt and keep what replaying it needs (PersonaPlex's .pt files).
-
-    The prompter's generator must be fresh; replaying the result later skips Mimi entirely.
-    """
-    generator = prompter.generator
-    generator.keep_embeddings = []
-    try:
-        prompter.voice(voice)
-        embeddings = torch.stack(generator.keep_embeddings).cpu()
-    finally:
-        generator.keep_embeddings = None
-    return StoredVoice(embeddings=embeddings, cache=generator.cache.detach().clone().cpu())
-
-
-def save_stored_voice(voice: StoredVoice, path: Path) -> None:
-    torch.save({"embeddings": voice.embeddings, "cache": voice.cache}, path)
