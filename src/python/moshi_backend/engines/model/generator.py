@@ -48,10 +48,14 @@ class PersonaGenerator:
     # The network pieces, split so that stored voice prompts can be replayed as embeddings.
     def embed(self, column: torch.Tensor) -> torch.Tensor:
         lm = self.lm
-        total: torch.Tensor = lm.text_emb(column[:, 0])
-        for index in range(lm.num_audio_codebooks):
+        # In the order of LMModel.forward_text and NVIDIA's PersonaPlex, the audio codebooks and
+        # then the text: every addition rounds (visibly in bfloat16), so another order would give
+        # the model another input than the reference's.
+        total: torch.Tensor = lm.emb[0](column[:, lm.audio_offset])
+        for index in range(1, lm.num_audio_codebooks):
             total = total + lm.emb[index](column[:, index + lm.audio_offset])
-        return total
+        text: torch.Tensor = lm.text_emb(column[:, 0])
+        return total + text
 
     def _main_from_embeddings(self, embedded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lm = self.lm
