@@ -15,7 +15,7 @@ import torch
 from moshi.models.lm import LMModel
 from moshi.utils.compile import CUDAGraphed
 
-from moshi_backend.engines.model.sampling import Sampling, sample
+from moshi_backend.engines.model.sampling import Sampling
 
 _UNGENERATED = -2
 
@@ -81,7 +81,7 @@ class PersonaGenerator:
         with lm.depformer.streaming(1):
             for codebook in range(lm.dep_q):
                 logits = lm.forward_depformer(codebook, previous[:, None, None], transformer_out)
-                token = sample(logits[:, 0, 0], self.sampling.temperature, self.sampling.top_k)
+                token = self.sampling.audio_token(logits[:, 0, 0])
                 sampled.append(token)
                 previous = torch.where(provided[:, codebook], targets[:, codebook], token)
         return torch.stack(sampled, dim=1)
@@ -142,9 +142,7 @@ class PersonaGenerator:
             transformer_out, text_logits = self._main(column)
         else:
             transformer_out, text_logits = self._main_embedded(embedded)
-        sampled_text = sample(
-            text_logits[:, 0], self.sampling.temperature_text, self.sampling.top_k_text
-        ).view(1)
+        sampled_text = self.sampling.text_token(text_logits[:, 0]).view(1)
         provided = self.provided[:, :, target]
         wanted = self.cache[:, :, target]
         text_token = torch.where(provided[:, 0], wanted[:, 0], sampled_text)
