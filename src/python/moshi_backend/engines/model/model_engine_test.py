@@ -156,6 +156,11 @@ def test_stored_voice_replays_exactly_like_its_audio(engine: ModelEngine, tmp_pa
     assert np.array_equal(from_audio[0], from_stored[0]) and from_audio[1] == from_stored[1]
 
 
+def test_an_empty_text_prompt_starts_a_conversation(engine: ModelEngine) -> None:
+    audio, _ = converse(engine, ChatParams(text_prompt="", voice_prompt=TINY_VOICE, seed=3), 2)
+    assert audio.size == 2 * FRAME_SAMPLES and np.isfinite(audio).all()
+
+
 def test_one_conversation_at_a_time(engine: ModelEngine) -> None:
     session = engine.start_session(ChatParams(voice_prompt=TINY_VOICE))
     try:
