@@ -49,7 +49,7 @@ class PersonaGenerator:
     def embed(self, column: torch.Tensor) -> torch.Tensor:
         lm = self.lm
         # In the order of LMModel.forward_text and NVIDIA's PersonaPlex, the audio codebooks and
-        # then the text: every addition rounds (visibly in bfloat16), so another order would give
+        # then the text: every addition rounds (in bfloat16 coarsely), so another order would give
         # the model another input than the reference's.
         total: torch.Tensor = lm.emb[0](column[:, lm.audio_offset])
         for index in range(1, lm.num_audio_codebooks):

@@ -1,7 +1,7 @@
 """The generator's model input is moshi's own, bit for bit, in both dtypes the engine runs in.
 
-Pinned against the library, not against ourselves: in bfloat16 every addition of the input sum
-rounds, so summing the embeddings in another order than moshi's LMModel (and NVIDIA's
+Pinned against the library, not against ourselves: every addition of the input sum rounds (in
+bfloat16 coarsely), so summing the embeddings in another order than moshi's LMModel (and NVIDIA's
 PersonaPlex) gives another input and, steps later, other tokens.
 """
 
