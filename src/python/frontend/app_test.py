@@ -11,7 +11,7 @@ from frontend.log_broadcast import LogBroadcast, LogEvent
 from frontend.settings import FrontendSettings
 from frontend.testing import frontend_in_loop
 from moshi_backend.engines.loopback import LoopbackEngine
-from moshi_backend.testing import RunningBackend, running_backend
+from moshi_backend.testing import BackendInLoop, backend_in_loop
 from testsupport.processes import free_port
 
 
@@ -21,8 +21,8 @@ def _settings(backend_base_url: str, proxy: bool = False) -> FrontendSettings:
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[RunningBackend]:
-    async with running_backend(LoopbackEngine(capacity=2)) as running:
+async def backend() -> AsyncIterator[BackendInLoop]:
+    async with backend_in_loop(LoopbackEngine(capacity=2)) as running:
         yield running
 
 
@@ -33,7 +33,7 @@ async def _get(url: str) -> tuple[int, dict[str, str], bytes]:
 
 
 async def test_config_with_the_backend_up(
-    backend: RunningBackend, monkeypatch: pytest.MonkeyPatch
+    backend: BackendInLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_must_never_reach_a_browser")
     async with frontend_in_loop(_settings(backend.base_url)) as base:
@@ -62,7 +62,7 @@ async def test_config_and_health_with_the_backend_down() -> None:
     assert health["backend"]["reachable"] is False and health["backend"]["status"] == "unreachable"
 
 
-async def test_health_reports_the_backend(backend: RunningBackend) -> None:
+async def test_health_reports_the_backend(backend: BackendInLoop) -> None:
     async with frontend_in_loop(_settings(backend.base_url)) as base:
         status, _, body = await _get(base + "/health")
     health = json.loads(body)
@@ -75,7 +75,7 @@ async def test_health_reports_the_backend(backend: RunningBackend) -> None:
     }
 
 
-async def test_logs_replay_then_stream_backend_changes(backend: RunningBackend) -> None:
+async def test_logs_replay_then_stream_backend_changes(backend: BackendInLoop) -> None:
     logs = LogBroadcast()
     logs.publish(LogEvent.now("INFO", "test", "before anyone connected"))
     async with (
@@ -100,13 +100,13 @@ async def test_logs_replay_then_stream_backend_changes(backend: RunningBackend) 
     assert logs.subscriber_count == 0
 
 
-async def test_unknown_route_is_404(backend: RunningBackend) -> None:
+async def test_unknown_route_is_404(backend: BackendInLoop) -> None:
     async with frontend_in_loop(_settings(backend.base_url)) as base:
         status, _, _ = await _get(base + "/api/nothing-here")
     assert status == 404
 
 
-async def test_ui_and_assets_have_types_and_revalidation_headers(backend: RunningBackend) -> None:
+async def test_ui_and_assets_have_types_and_revalidation_headers(backend: BackendInLoop) -> None:
     async with frontend_in_loop(_settings(backend.base_url)) as base:
         status, headers, body = await _get(base + "/")
         assert status == 200 and headers["content-type"].startswith("text/html")

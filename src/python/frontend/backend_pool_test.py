@@ -14,22 +14,22 @@ from frontend.backend_pool import BackendPool, backend_at, backends_of
 from frontend.settings import FrontendSettings
 from frontend.testing import frontend_in_loop
 from moshi_backend.engines.loopback import LoopbackEngine
-from moshi_backend.testing import RunningBackend, running_backend
+from moshi_backend.testing import BackendInLoop, backend_in_loop
 from moshi_protocol.client import ChatClient
 from testsupport.processes import free_port
 
 
 @pytest.fixture
-async def backends() -> AsyncIterator[list[RunningBackend]]:
+async def backends() -> AsyncIterator[list[BackendInLoop]]:
     async with AsyncExitStack() as stack:
         yield [
-            await stack.enter_async_context(running_backend(LoopbackEngine(capacity=1)))
+            await stack.enter_async_context(backend_in_loop(LoopbackEngine(capacity=1)))
             for _ in range(2)
         ]
 
 
 async def test_the_free_backend_is_picked_and_the_dead_one_skipped(
-    backends: list[RunningBackend],
+    backends: list[BackendInLoop],
 ) -> None:
     first, second = backends
     dead = f"ws://127.0.0.1:{free_port()}/api/chat"
@@ -58,7 +58,7 @@ def test_settings_read_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -
         FrontendSettings()
 
 
-async def test_config_hands_out_the_free_backend(backends: list[RunningBackend]) -> None:
+async def test_config_hands_out_the_free_backend(backends: list[BackendInLoop]) -> None:
     first, second = backends
     settings = FrontendSettings(moshi_ws_urls=(first.chat_url, second.chat_url))
     async with frontend_in_loop(settings) as base, aiohttp.ClientSession() as http:
@@ -69,7 +69,7 @@ async def test_config_hands_out_the_free_backend(backends: list[RunningBackend])
     assert config["moshi_ws_url"] == second.chat_url
 
 
-async def test_the_proxy_relays_to_the_free_backend(backends: list[RunningBackend]) -> None:
+async def test_the_proxy_relays_to_the_free_backend(backends: list[BackendInLoop]) -> None:
     first, second = backends
     settings = FrontendSettings(moshi_ws_urls=(first.chat_url, second.chat_url), moshi_proxy=True)
     async with frontend_in_loop(settings) as base:

@@ -7,7 +7,7 @@ import pytest
 from frontend.settings import FrontendSettings
 from frontend.testing import frontend_in_loop
 from moshi_backend.engines.loopback import LoopbackEngine
-from moshi_backend.testing import RunningBackend, ogg_pages, running_backend, tone
+from moshi_backend.testing import BackendInLoop, ogg_pages, backend_in_loop, tone
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import CloseCode, MessageKind, encode
 from testsupport.processes import free_port
@@ -22,12 +22,12 @@ def _proxy_url(frontend_base: str) -> str:
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[RunningBackend]:
-    async with running_backend(LoopbackEngine(capacity=1)) as running:
+async def backend() -> AsyncIterator[BackendInLoop]:
+    async with backend_in_loop(LoopbackEngine(capacity=1)) as running:
         yield running
 
 
-async def test_conversation_through_the_proxy(backend: RunningBackend) -> None:
+async def test_conversation_through_the_proxy(backend: BackendInLoop) -> None:
     async with frontend_in_loop(_settings(backend.base_url)) as base:
         async with ChatClient.connect(_proxy_url(base), {"voice_prompt": "VARF3.pt"}) as client:
             await client.handshake()
@@ -41,7 +41,7 @@ async def test_conversation_through_the_proxy(backend: RunningBackend) -> None:
         await backend.wait_idle()
 
 
-async def test_bad_query_is_refused_without_touching_the_backend(backend: RunningBackend) -> None:
+async def test_bad_query_is_refused_without_touching_the_backend(backend: BackendInLoop) -> None:
     async with frontend_in_loop(_settings(backend.base_url)) as base:
         async with ChatClient.connect(_proxy_url(base), {"seed": "soon"}) as client:
             closed = await client.closed_reason()
@@ -59,7 +59,7 @@ async def test_backend_down_is_a_clear_error() -> None:
     assert closed.close_code == CloseCode.TRY_AGAIN_LATER
 
 
-async def test_backend_refusal_passes_through(backend: RunningBackend) -> None:
+async def test_backend_refusal_passes_through(backend: BackendInLoop) -> None:
     async with frontend_in_loop(_settings(backend.base_url)) as base:
         async with ChatClient.connect(backend.chat_url) as holder:
             await holder.handshake()
@@ -70,7 +70,7 @@ async def test_backend_refusal_passes_through(backend: RunningBackend) -> None:
     assert refused.value.close_code == CloseCode.TRY_AGAIN_LATER
 
 
-async def test_backend_error_mid_stream_passes_through(backend: RunningBackend) -> None:
+async def test_backend_error_mid_stream_passes_through(backend: BackendInLoop) -> None:
     async with frontend_in_loop(_settings(backend.base_url)) as base:
         async with ChatClient.connect(_proxy_url(base)) as client:
             await client.handshake()
@@ -81,7 +81,7 @@ async def test_backend_error_mid_stream_passes_through(backend: RunningBackend) 
 
 
 async def test_backend_going_away_mid_stream_closes_the_browser_side() -> None:
-    async with running_backend(LoopbackEngine()) as backend:
+    async with backend_in_loop(LoopbackEngine()) as backend:
         async with frontend_in_loop(_settings(backend.base_url)) as base:
             async with ChatClient.connect(_proxy_url(base)) as client:
                 await client.handshake()

@@ -15,8 +15,8 @@ from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from moshi_backend.access_log import QuietPollsAccessLogger
-from moshi_backend.engine import EngineError
-from moshi_backend.engines.registry import create_engine
+from moshi_backend.engines.base import EngineError
+from moshi_backend.engines.selection import create_engine
 from moshi_backend.server import ChatServer
 from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName
 from stack_settings.report import report_invalid_settings

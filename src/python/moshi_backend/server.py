@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from opentelemetry import trace
 
-from moshi_backend.engine import Engine, EngineError
+from moshi_backend.engines.base import Engine, EngineError
 from moshi_backend.metrics import ServerMetrics
 from moshi_backend.session import ChatSession, ClientGone
 from moshi_protocol.messages import (
@@ -53,7 +53,6 @@ class ChatServer:
         self,
         engine: Engine,
         options: ServerOptions | None = None,
-        executor: Executor | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.engine = engine
@@ -61,7 +60,7 @@ class ChatServer:
         self.options = options or ServerOptions()
         self.metrics = ServerMetrics()
         info = engine.info
-        self._executor = executor or ThreadPoolExecutor(
+        self._executor = ThreadPoolExecutor(
             max_workers=info.capacity + 1, thread_name_prefix=f"engine-{info.name}"
         )
         self._status = Status.LOADING

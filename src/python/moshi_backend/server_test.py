@@ -16,10 +16,10 @@ import aiohttp
 import numpy as np
 import pytest
 
-from moshi_backend.engine import EngineInfo, ProgressCallback, StepResult
+from moshi_backend.engines.base import EngineInfo, ProgressCallback, StepResult
 from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
 from moshi_backend.server import ServerOptions
-from moshi_backend.testing import RunningBackend, ogg_pages, running_backend, tone
+from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages, tone
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import MAX_MESSAGE_BYTES, CloseCode, MessageKind, encode
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
@@ -27,12 +27,12 @@ from moshi_protocol.params import ChatParams
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[RunningBackend]:
-    async with running_backend(LoopbackEngine(delay_ms=0, capacity=2)) as running:
+async def backend() -> AsyncIterator[BackendInLoop]:
+    async with backend_in_loop(LoopbackEngine(delay_ms=0, capacity=2)) as running:
         yield running
 
 
-async def test_health_voices_and_metrics(backend: RunningBackend) -> None:
+async def test_health_voices_and_metrics(backend: BackendInLoop) -> None:
     status, health = await backend.get_json("/health")
     assert status == 200
     assert health["status"] == "ready" and health["engine"] == "loopback"
@@ -50,7 +50,7 @@ async def test_health_voices_and_metrics(backend: RunningBackend) -> None:
         assert name in text
 
 
-async def test_echo_round_trip_with_real_opus(backend: RunningBackend) -> None:
+async def test_echo_round_trip_with_real_opus(backend: BackendInLoop) -> None:
     sent = tone(1.6)
     async with ChatClient.connect(backend.chat_url, {"voice_prompt": "NATM1.pt"}) as client:
         await client.handshake()
@@ -71,7 +71,7 @@ async def test_echo_round_trip_with_real_opus(backend: RunningBackend) -> None:
 
 
 async def test_capacity_gives_busy_then_frees_the_slot_on_disconnect() -> None:
-    async with running_backend(LoopbackEngine(capacity=1)) as backend:
+    async with backend_in_loop(LoopbackEngine(capacity=1)) as backend:
         async with ChatClient.connect(backend.chat_url) as first:
             await first.handshake()
             async with ChatClient.connect(backend.chat_url) as second:
@@ -105,7 +105,7 @@ class _BrokenLoad(LoopbackEngine):
 
 async def test_health_is_503_with_progress_while_loading() -> None:
     engine = _SlowLoad()
-    async with running_backend(engine, load=False) as backend:
+    async with backend_in_loop(engine, load=False) as backend:
         loading = asyncio.create_task(backend.server.load())
         async with asyncio.timeout(10):
             while (await backend.get_json("/health"))[1]["progress"] != 0.5:
@@ -122,7 +122,7 @@ async def test_health_is_503_with_progress_while_loading() -> None:
 
 
 async def test_failed_load_reports_the_error() -> None:
-    async with running_backend(_BrokenLoad()) as backend:
+    async with backend_in_loop(_BrokenLoad()) as backend:
         status, health = await backend.get_json("/health")
     assert (status, health["status"]) == (503, "error")
     assert "weights missing" in str(health["error"])
@@ -147,7 +147,7 @@ _OVER_LIMIT = encode(MessageKind.AUDIO, bytes(MAX_MESSAGE_BYTES + 10))
     ],
 )
 async def test_bad_messages_get_a_reason_and_the_server_stays_healthy(
-    backend: RunningBackend, send: bytes | str, reason: str, code: CloseCode
+    backend: BackendInLoop, send: bytes | str, reason: str, code: CloseCode
 ) -> None:
     async with ChatClient.connect(backend.chat_url) as client:
         await client.handshake()
@@ -162,7 +162,7 @@ async def test_bad_messages_get_a_reason_and_the_server_stays_healthy(
 
 
 async def test_message_over_the_transport_limit_is_closed_with_1009(
-    backend: RunningBackend,
+    backend: BackendInLoop,
 ) -> None:
     async with ChatClient.connect(backend.chat_url) as client:
         await client.handshake()
@@ -185,7 +185,7 @@ async def test_message_over_the_transport_limit_is_closed_with_1009(
     ],
 )
 async def test_bad_parameters_are_refused_before_the_handshake(
-    backend: RunningBackend, query: dict[str, str], reason: str
+    backend: BackendInLoop, query: dict[str, str], reason: str
 ) -> None:
     async with ChatClient.connect(backend.chat_url, query) as client:
         closed = await client.closed_reason()
@@ -194,7 +194,7 @@ async def test_bad_parameters_are_refused_before_the_handshake(
     await _still_serves(backend)
 
 
-async def test_plain_http_get_of_chat_is_400(backend: RunningBackend) -> None:
+async def test_plain_http_get_of_chat_is_400(backend: BackendInLoop) -> None:
     async with aiohttp.ClientSession() as http, http.get(backend.base_url + "/api/chat") as r:
         assert r.status == 400
         assert "WebSocket" in await r.text()
@@ -218,7 +218,7 @@ class _SlowEngine(LoopbackEngine):
 
 async def test_engine_behind_real_time_drops_oldest_input_instead_of_lagging() -> None:
     options = ServerOptions(max_pending_frames=2)
-    async with running_backend(_SlowEngine(), options) as backend:
+    async with backend_in_loop(_SlowEngine(), options) as backend:
         sent_frames = 25  # 2 s of audio, sent at once
         async with ChatClient.connect(backend.chat_url) as client:
             await client.handshake()
@@ -255,7 +255,7 @@ def _raw_upgrade(url: str) -> socket.socket:
     return sock
 
 
-async def test_reset_in_the_middle_of_a_message_frees_the_session(backend: RunningBackend) -> None:
+async def test_reset_in_the_middle_of_a_message_frees_the_session(backend: BackendInLoop) -> None:
     sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
     async with asyncio.timeout(10):
         while backend.server.active_sessions == 0:
@@ -268,7 +268,7 @@ async def test_reset_in_the_middle_of_a_message_frees_the_session(backend: Runni
     await _still_serves(backend)
 
 
-async def test_many_connect_disconnect_cycles_leak_nothing(backend: RunningBackend) -> None:
+async def test_many_connect_disconnect_cycles_leak_nothing(backend: BackendInLoop) -> None:
     page = ogg_pages(tone(0.24))[0]
 
     async def cycles(count: int) -> None:
@@ -297,7 +297,7 @@ async def test_many_connect_disconnect_cycles_leak_nothing(backend: RunningBacke
     assert status == 200 and health["sessions"] == {"active": 0, "capacity": 2}
 
 
-async def _still_serves(backend: RunningBackend) -> None:
+async def _still_serves(backend: BackendInLoop) -> None:
     await backend.wait_idle()
     async with ChatClient.connect(backend.chat_url) as client:
         await client.handshake()
@@ -310,7 +310,7 @@ async def _still_serves(backend: RunningBackend) -> None:
 async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
     # No close frame, no reset, no pong: a laptop whose network went away.
     options = ServerOptions(heartbeat_s=0.5)
-    async with running_backend(LoopbackEngine(), options) as backend:
+    async with backend_in_loop(LoopbackEngine(), options) as backend:
         sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
         try:
             async with asyncio.timeout(10):
@@ -322,7 +322,7 @@ async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
 
 
 async def test_shutdown_tells_live_clients_going_away_at_once() -> None:
-    async with running_backend(LoopbackEngine()) as backend:
+    async with backend_in_loop(LoopbackEngine()) as backend:
         async with ChatClient.connect(backend.chat_url) as client:
             await client.handshake()
             started = time.monotonic()

@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 
 from aiohttp import WSMsgType, web
 
-from moshi_backend.engine import EngineSession, Pcm, StepResult
+from moshi_backend.engines.base import EngineSession, Pcm, StepResult
 from moshi_backend.metrics import ServerMetrics
 from moshi_protocol.messages import CloseCode, MessageKind, ProtocolError, decode, encode
 from moshi_protocol.opus import OpusEncoder, OpusFrameDecoder
@@ -55,10 +55,6 @@ class ChatSession:
         self._dropped = 0
         self._processed = 0
         self._dropped_logged_at = 0.0
-
-    @property
-    def dropped_frames(self) -> int:
-        return self._dropped
 
     @property
     def frames_processed(self) -> int:

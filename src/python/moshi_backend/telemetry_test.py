@@ -15,7 +15,7 @@ import pytest
 from moshi_backend.engines.loopback import LoopbackEngine
 from moshi_backend.main import serve
 from moshi_backend.settings import BackendSettings, EngineName
-from moshi_backend.testing import ogg_pages, running_backend, tone
+from moshi_backend.testing import backend_in_loop, ogg_pages, tone
 from moshi_protocol.client import ChatClient
 from moshi_protocol.messages import FRAME_SAMPLES, MessageKind
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
@@ -41,7 +41,7 @@ async def test_audio_keeps_flowing_while_span_export_hangs() -> None:
         handle = await asyncio.to_thread(setup_telemetry, "moshi-backend", collector.endpoint)
         assert handle.enabled
         try:
-            async with running_backend(LoopbackEngine(capacity=2), tracer=handle.tracer) as backend:
+            async with backend_in_loop(LoopbackEngine(capacity=2), tracer=handle.tracer) as backend:
                 server, chat_url = backend.server, backend.chat_url
                 # Two full batches: the export thread posts them one after the other and the
                 # collector holds each until the exporter's 2 s timeout, about 4 s of hanging

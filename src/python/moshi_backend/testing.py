@@ -13,14 +13,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from opentelemetry import trace
 
-from moshi_backend.engine import Engine
+from moshi_backend.engines.base import Engine
 from moshi_backend.server import ChatServer, ServerOptions
 from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE
 from moshi_protocol.opus import OpusEncoder, Pcm
 
 
 @dataclass
-class RunningBackend:
+class BackendInLoop:
     server: ChatServer
     base_url: str
     http_server: TestServer
@@ -45,13 +45,17 @@ class RunningBackend:
 
 
 @asynccontextmanager
-async def running_backend(
+async def backend_in_loop(
     engine: Engine,
     options: ServerOptions | None = None,
     *,
     load: bool = True,
     tracer: trace.Tracer | None = None,
-) -> AsyncIterator[RunningBackend]:
+) -> AsyncIterator[BackendInLoop]:
+    """A ChatServer on a free loopback port, inside the test's own event loop.
+
+    Not a subprocess: the test reaches the server's state (sessions, metrics) directly.
+    """
     server = ChatServer(engine, options, tracer=tracer)
     app = web.Application()
     server.install(app)
@@ -60,7 +64,7 @@ async def running_backend(
     try:
         if load:
             await server.load()
-        yield RunningBackend(server, str(http_server.make_url("")).rstrip("/"), http_server)
+        yield BackendInLoop(server, str(http_server.make_url("")).rstrip("/"), http_server)
     finally:
         await http_server.close()
         server.shutdown()

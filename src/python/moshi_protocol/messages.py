@@ -50,9 +50,6 @@ class Message:
     kind: MessageKind
     payload: bytes
 
-    def encode(self) -> bytes:
-        return bytes([self.kind]) + self.payload
-
     @property
     def text(self) -> str:
         return self.payload.decode("utf-8", errors="replace")

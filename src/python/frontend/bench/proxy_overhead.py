@@ -12,16 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from moshi_backend.bench.roundtrip import (
-    BenchError,
-    RoundTrips,
-    backend_command,
-    load_report,
-    machine_line,
-    measure,
-    merged,
-    served,
-)
+from moshi_backend.bench.roundtrip_clients import measure
+from moshi_backend.bench.roundtrip_report import load_report, machine_line
+from moshi_backend.bench.roundtrip_targets import BenchError, backend_command, served
+from moshi_backend.bench.roundtrip_times import RoundTrips, merged
 from moshi_backend.testing import ogg_pages, tone
 from testsupport.processes import free_port
 

@@ -26,7 +26,7 @@ from moshi.utils.compile import no_compile
 from moshi_backend.engines.model.architecture import PERSONAPLEX_7B_LM
 from moshi_backend.engines.model.generator import PersonaGenerator
 from moshi_backend.engines.model.sampling import Sampling
-from moshi_backend.engines.model.testing import TINY_MIMI, tiny_lm
+from moshi_backend.engines.model.testing_checkpoints import TINY_MIMI, tiny_lm
 from moshi_protocol.messages import FRAME_SAMPLES
 
 REAL_TIME_MS = 80.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moshi_backend.engine import (
+from moshi_backend.engines.base import (
     Engine,
     EngineInfo,
     EngineSession,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moshi_backend.engine import Pcm
+from moshi_backend.engines.base import Pcm
 from moshi_backend.engines.loopback import LoopbackEngine
 from moshi_protocol.messages import FRAME_SAMPLES
 from moshi_protocol.params import ChatParams

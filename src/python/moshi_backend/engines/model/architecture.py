@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 
 LM_WEIGHTS = "model.safetensors"
 MIMI_WEIGHTS = "tokenizer-e351c8d8-checkpoint125.safetensors"

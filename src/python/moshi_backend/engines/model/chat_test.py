@@ -10,15 +10,15 @@ import aiohttp
 import numpy as np
 import pytest
 
-from moshi_backend.engines.model.engine import ModelEngine
+from moshi_backend.engines.model.model_engine import ModelEngine
 from moshi_backend.engines.model.prompts import Phase, PromptObserver
-from moshi_backend.engines.model.testing import (
+from moshi_backend.engines.model.testing_checkpoints import (
     TINY_VOICE,
     cpu_engine,
     voice_audio,
     write_tiny_repository,
 )
-from moshi_backend.testing import RunningBackend, ogg_pages, running_backend
+from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import FRAME_SAMPLES, CloseCode, MessageKind
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
@@ -34,7 +34,7 @@ def personaplex(repository: Path, observer: PromptObserver | None = None) -> Mod
     return cpu_engine(repository, observer=observer)
 
 
-async def metric(backend: RunningBackend, name: str) -> float:
+async def metric(backend: BackendInLoop, name: str) -> float:
     async with aiohttp.ClientSession() as http, http.get(backend.base_url + "/metrics") as r:
         for line in (await r.text()).splitlines():
             if line.startswith(name + " "):
@@ -45,7 +45,7 @@ async def metric(backend: RunningBackend, name: str) -> float:
 async def test_persona_conversation_over_the_websocket(tiny: Path) -> None:
     phases: list[Phase] = []
     engine = personaplex(tiny, lambda phase, *tokens: phases.append(phase))
-    async with running_backend(engine) as backend:
+    async with backend_in_loop(engine) as backend:
         status, health = await backend.get_json("/health")
         assert status == 200 and health["engine"] == "personaplex"
         assert health["stage"] == "ready" and health["development"] is False
@@ -82,7 +82,7 @@ async def test_persona_conversation_over_the_websocket(tiny: Path) -> None:
 
 
 async def test_a_step_slower_than_real_time_drops_input_and_metrics_show_it(tiny: Path) -> None:
-    async with running_backend(personaplex(tiny)) as backend:
+    async with backend_in_loop(personaplex(tiny)) as backend:
         async with ChatClient.connect(backend.chat_url, {"voice_prompt": TINY_VOICE}) as client:
             await client.handshake(timeout_s=120)
             for page in ogg_pages(voice_audio(seconds=4.0)):  # 4 s at once: far ahead of it
@@ -95,7 +95,7 @@ async def test_a_step_slower_than_real_time_drops_input_and_metrics_show_it(tiny
 
 async def test_voice_errors_reach_the_client(tiny: Path) -> None:
     engine = personaplex(tiny)
-    async with running_backend(engine) as backend:
+    async with backend_in_loop(engine) as backend:
         async with ChatClient.connect(backend.chat_url, {"voice_prompt": "NATF2.pt"}) as client:
             closed = await client.closed_reason()
         assert closed.reason is not None and "unknown voice_prompt" in closed.reason

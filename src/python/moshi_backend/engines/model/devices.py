@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 
 _GIB = 1024**3
 # Beyond the weights: Mimi, the KV caches (3000 steps of context), activations, CUDA graphs.

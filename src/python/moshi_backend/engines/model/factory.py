@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model.architecture import (
     MOSHI_7B_LM,
     MOSHI_REPO,
     PERSONAPLEX_7B_LM,
     PERSONAPLEX_REPO,
 )
-from moshi_backend.engines.model.engine import ModelEngine, ModelEngineConfig
+from moshi_backend.engines.model.model_engine import ModelEngine, ModelEngineConfig
 from moshi_backend.settings import BackendSettings, EngineName
 
 

@@ -15,7 +15,7 @@ import torch
 from moshi.models.lm import LMModel
 from moshi.utils.compile import CUDAGraphed
 
-from moshi_backend.engines.model.sampling import Sampling, sample
+from moshi_backend.engines.model.sampling import Sampling
 
 _UNGENERATED = -2
 
@@ -48,10 +48,14 @@ class PersonaGenerator:
     # The network pieces, split so that stored voice prompts can be replayed as embeddings.
     def embed(self, column: torch.Tensor) -> torch.Tensor:
         lm = self.lm
-        total: torch.Tensor = lm.text_emb(column[:, 0])
-        for index in range(lm.num_audio_codebooks):
+        # In the order of LMModel.forward_text and NVIDIA's PersonaPlex, the audio codebooks and
+        # then the text: every addition rounds (in bfloat16 coarsely), so another order would give
+        # the model another input than the reference's.
+        total: torch.Tensor = lm.emb[0](column[:, lm.audio_offset])
+        for index in range(1, lm.num_audio_codebooks):
             total = total + lm.emb[index](column[:, index + lm.audio_offset])
-        return total
+        text: torch.Tensor = lm.text_emb(column[:, 0])
+        return total + text
 
     def _main_from_embeddings(self, embedded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lm = self.lm
@@ -77,7 +81,7 @@ class PersonaGenerator:
         with lm.depformer.streaming(1):
             for codebook in range(lm.dep_q):
                 logits = lm.forward_depformer(codebook, previous[:, None, None], transformer_out)
-                token = sample(logits[:, 0, 0], self.sampling.temperature, self.sampling.top_k)
+                token = self.sampling.audio_token(logits[:, 0, 0])
                 sampled.append(token)
                 previous = torch.where(provided[:, codebook], targets[:, codebook], token)
         return torch.stack(sampled, dim=1)
@@ -138,9 +142,7 @@ class PersonaGenerator:
             transformer_out, text_logits = self._main(column)
         else:
             transformer_out, text_logits = self._main_embedded(embedded)
-        sampled_text = sample(
-            text_logits[:, 0], self.sampling.temperature_text, self.sampling.top_k_text
-        ).view(1)
+        sampled_text = self.sampling.text_token(text_logits[:, 0]).view(1)
         provided = self.provided[:, :, target]
         wanted = self.cache[:, :, target]
         text_token = torch.where(provided[:, 0], wanted[:, 0], sampled_text)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model.architecture import (
     CONFIG,
     LM_WEIGHTS,
@@ -19,10 +19,10 @@ from moshi_backend.engines.model.architecture import (
     Architecture,
 )
 from moshi_backend.engines.model.devices import check_memory, resolve_device
-from moshi_backend.engines.model.engine import ModelEngine
-from moshi_backend.engines.model.hub_testing import HubRepository, local_hub
+from moshi_backend.engines.model.model_engine import ModelEngine
 from moshi_backend.engines.model.offload import plan_layers
-from moshi_backend.engines.model.testing import cpu_engine, write_tiny_repository
+from moshi_backend.engines.model.testing_checkpoints import cpu_engine, write_tiny_repository
+from moshi_backend.engines.model.testing_hub import HubRepository, local_hub
 from moshi_backend.engines.model.weights import lm_parameter_bytes
 
 REPO = "nvidia/personaplex-7b-v1"

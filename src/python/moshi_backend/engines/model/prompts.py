@@ -7,24 +7,27 @@ held at a fixed "sine" frame and the text at padding, as in PersonaPlex's traini
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
+import pyloudnorm
 import sphn
 import torch
 from moshi.models.compression import MimiModel
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError, Pcm
 from moshi_backend.engines.model.generator import PersonaGenerator
-from moshi_backend.engines.model.loudness import Pcm, normalize
 from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE
 
 # Mimi token frames of silence and of a 440 Hz tone, as PersonaPlex-7B-v1 was trained with them.
 SILENCE_TOKENS = (948, 243, 1178, 546, 1736, 1030, 1978, 2008)
 SINE_TOKENS = (430, 1268, 381, 1611, 1095, 1495, 56, 472)
+# PersonaPlex's voice prompts were encoded at this integrated loudness (ITU-R BS.1770), which
+# NVIDIA's reference measures with pyloudnorm; an audio voice prompt is brought to it first.
 VOICE_LOUDNESS_LUFS = -24.0
 AUDIO_VOICE_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 STORED_VOICE_SUFFIX = ".pt"
@@ -81,9 +84,20 @@ def load_voice(path: Path) -> Voice:
         mono = sphn.resample(mono, src_sample_rate=rate, dst_sample_rate=SAMPLE_RATE)
     if mono.size == 0:
         raise EngineError(f"voice {path.name} holds no audio")
-    return AudioVoice(
-        normalize(np.asarray(mono, dtype=np.float32), SAMPLE_RATE, VOICE_LOUDNESS_LUFS)
-    )
+    return AudioVoice(_at_voice_loudness(np.asarray(mono, dtype=np.float32)))
+
+
+def _at_voice_loudness(pcm: Pcm) -> Pcm:
+    meter = pyloudnorm.Meter(SAMPLE_RATE)
+    # pyloudnorm refuses audio shorter than one gating block and measures silence as -inf; such a
+    # voice is used as it is instead of becoming an error or NaN.
+    if pcm.size < meter.block_size * SAMPLE_RATE:
+        return pcm
+    loudness = float(meter.integrated_loudness(pcm.astype(np.float64)))
+    if not math.isfinite(loudness):
+        return pcm
+    normalized = pyloudnorm.normalize.loudness(pcm, loudness, VOICE_LOUDNESS_LUFS)
+    return np.asarray(normalized, dtype=np.float32)
 
 
 def _frames(pcm: Pcm) -> Iterator[Pcm]:
@@ -168,22 +182,3 @@ class PersonaPrompter:
     def text(self, tokens: list[int]) -> None:
         for token in tokens:
             self._step(Phase.TEXT, self._silence, token)
-
-
-def record_stored_voice(prompter: PersonaPrompter, voice: AudioVoice) -> StoredVoice:
-    """Encode an audio voice prompt and keep what replaying it needs (PersonaPlex's .pt files).
-
-    The prompter's generator must be fresh; replaying the result later skips Mimi entirely.
-    """
-    generator = prompter.generator
-    generator.keep_embeddings = []
-    try:
-        prompter.voice(voice)
-        embeddings = torch.stack(generator.keep_embeddings).cpu()
-    finally:
-        generator.keep_embeddings = None
-    return StoredVoice(embeddings=embeddings, cache=generator.cache.detach().clone().cpu())
-
-
-def save_stored_voice(voice: StoredVoice, path: Path) -> None:
-    torch.save({"embeddings": voice.embeddings, "cache": voice.cache}, path)

@@ -22,7 +22,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,6 @@ class ModelRepository:
         self._offline = constants.HF_HUB_OFFLINE if offline is None else offline
         self._endpoint = endpoint
         self._cache_dir = cache_dir if cache_dir is not None else Path(constants.HF_HUB_CACHE)
-
-    @property
-    def is_local(self) -> bool:
-        return self._local is not None
 
     def fetch(
         self, files: Sequence[FileRequest], progress: DownloadCallback

@@ -1,10 +1,11 @@
-"""Token sampling with temperature and top-k, the parameters a client chooses per conversation."""
+"""Token sampling with the parameters a client chooses per conversation, by moshi's own sampler."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from moshi.utils.sampling import sample_token
 
 
 @dataclass(frozen=True)
@@ -14,24 +15,21 @@ class Sampling:
     top_k: int = 250
     top_k_text: int = 25
 
+    def audio_token(self, logits: torch.Tensor) -> torch.Tensor:
+        """One audio token per row of logits [..., card] -> [...] (long)."""
+        return _sample(logits, self.temperature, self.top_k)
 
-def sample(logits: torch.Tensor, temperature: float, top_k: int) -> torch.Tensor:
-    """One token per row of logits [..., card] -> [...] (long).
+    def text_token(self, logits: torch.Tensor) -> torch.Tensor:
+        """One text token per row of logits [..., text card] -> [...] (long)."""
+        return _sample(logits, self.temperature_text, self.top_k_text)
 
-    Uses the process-wide torch generator: the engine seeds it per conversation, and it is the
-    one CUDA graphs can capture.
-    """
-    if temperature <= 0.0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_k < probs.shape[-1]:
-        probs, indices = probs.topk(top_k, dim=-1)
-    else:
-        indices = None
-    # Exponential race (argmax of p / Exp(1)) draws from p without torch.multinomial's
-    # device-to-host synchronisation.
-    noise = torch.empty_like(probs).exponential_(1.0)
-    choice = (probs / noise).argmax(dim=-1, keepdim=True)
-    if indices is not None:
-        choice = indices.gather(-1, choice)
-    return choice.squeeze(-1)
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int) -> torch.Tensor:
+    # As moshi's LMGen calls it, so that a seed picks the reference's token: in float32 whatever
+    # the model's dtype, top-k applied even over the whole vocabulary. Its draw (the argmax of
+    # p / Exp(1)) uses the process-wide generator, which the engine seeds per conversation and
+    # CUDA graphs capture, and needs no device-to-host synchronisation.
+    token: torch.Tensor = sample_token(
+        logits.float(), use_sampling=True, temp=temperature, top_k=top_k
+    )
+    return token

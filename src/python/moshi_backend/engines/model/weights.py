@@ -14,7 +14,7 @@ from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
 from safetensors import SafetensorError, safe_open
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model.architecture import Architecture
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from moshi.models import loaders
 from moshi.models.lm import LMModel
 from safetensors.torch import save_file
 
+from moshi_backend.engines.model import prompts
 from moshi_backend.engines.model.architecture import (
     CONFIG,
     LM_WEIGHTS,
@@ -31,8 +32,9 @@ from moshi_backend.engines.model.architecture import (
     TEXT_TOKENIZER,
     VOICES_ARCHIVE,
 )
-from moshi_backend.engines.model.engine import ModelEngine, ModelEngineConfig
-from moshi_backend.engines.model.prompts import PromptObserver
+from moshi_backend.engines.model.generator import PersonaGenerator
+from moshi_backend.engines.model.model_engine import ModelEngine, ModelEngineConfig
+from moshi_backend.engines.model.sampling import Sampling
 from moshi_protocol.messages import SAMPLE_RATE
 from moshi_protocol.opus import Pcm
 
@@ -223,7 +225,7 @@ def cpu_engine(
     repository: Path | str,
     *,
     persona: bool = True,
-    observer: PromptObserver | None = None,
+    observer: prompts.PromptObserver | None = None,
     **config: Any,
 ) -> ModelEngine:
     """A PersonaPlex (or, persona=False, Moshi) engine on the CPU, as the factory makes it."""
@@ -242,3 +244,24 @@ def ignore_progress(
     fraction: float, stage: str = "", detail: Mapping[str, int] | None = None
 ) -> None:
     """A load progress callback for tests that do not look at progress."""
+
+
+def record_voice(engine: ModelEngine, audio: Path, target: Path) -> None:
+    """Store an audio voice prompt as PersonaPlex's .pt voices are stored.
+
+    The file holds the model's input embedding at each step of the voice prompt and the token
+    cache after it: replaying it conditions the model without running Mimi.
+    """
+    voice = prompts.load_voice(audio)
+    assert isinstance(voice, prompts.AudioVoice)
+    loaded = engine.loaded
+    loaded.mimi.reset_streaming()
+    loaded.lm.reset_streaming()
+    generator = PersonaGenerator(loaded.lm, Sampling(), cuda_graphs=False)
+    generator.keep_embeddings = []
+    prompts.PersonaPrompter(generator, loaded.mimi, loaded.lm.text_padding_token_id).voice(voice)
+    stored = {
+        "embeddings": torch.stack(generator.keep_embeddings).cpu(),
+        "cache": generator.cache.detach().clone().cpu(),
+    }
+    torch.save(stored, target)

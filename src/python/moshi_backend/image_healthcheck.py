@@ -1,7 +1,7 @@
 """The container's HEALTHCHECK: exit 0 when this server's /health says ready.
 
-Runs from the image's virtualenv (`python -m moshi_backend.healthcheck`), so the image needs no
-curl.
+Runs from the image's virtualenv (`python -m moshi_backend.image_healthcheck`), so the image
+needs no curl.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
 from moshi.utils.compile import no_compile
 
-from moshi_backend.engine import (
+from moshi_backend.engines.base import (
     Engine,
     EngineError,
     EngineInfo,
@@ -80,7 +80,6 @@ class ModelEngineConfig:
 
 @dataclass
 class _Loaded:
-    architecture: Architecture
     mimi: MimiModel
     lm: LMModel
     tokenizer: sentencepiece.SentencePieceProcessor
@@ -173,7 +172,7 @@ class ModelEngine(Engine):
         elif lm_device != self._device:
             lm.to(self._device)
         voice_dir = self._voice_dir(files.get(VOICES_ARCHIVE))
-        self._loaded = _Loaded(architecture, mimi, lm, tokenizer, voice_dir)
+        self._loaded = _Loaded(mimi, lm, tokenizer, voice_dir)
         mimi.streaming_forever(1)
         lm.streaming_forever(1)
         if self._device.type != "cuda" or not self.config.torch_compile:
@@ -280,16 +279,10 @@ class ModelEngine(Engine):
                     seed,
                     time.perf_counter() - started,
                 )
-            return ModelSession(self, generator, seed)
+            return ModelSession(self, generator)
         except BaseException:
             self._busy.release()
             raise
-
-    def _prompter(self, generator: PersonaGenerator) -> prompts.PersonaPrompter:
-        loaded = self.loaded
-        return prompts.PersonaPrompter(
-            generator, loaded.mimi, loaded.lm.text_padding_token_id, self._observer
-        )
 
     def _text_tokens(self, text: str) -> list[int]:
         return list(self.loaded.tokenizer.Encode(prompts.system_prompt(text)))
@@ -297,7 +290,11 @@ class ModelEngine(Engine):
     def _prompt(self, generator: PersonaGenerator, params: ChatParams) -> None:
         silence_frames = round(self.config.silence_s * 12.5)
         voice = self.voice(params.voice_prompt)
-        self._prompter(generator).run(voice, self._text_tokens(params.text_prompt), silence_frames)
+        loaded = self.loaded
+        prompter = prompts.PersonaPrompter(
+            generator, loaded.mimi, loaded.lm.text_padding_token_id, self._observer
+        )
+        prompter.run(voice, self._text_tokens(params.text_prompt), silence_frames)
 
     def voice(self, name: str) -> prompts.Voice:
         """A voice prompt by file name, read once and kept while the file is unchanged."""
@@ -314,33 +311,15 @@ class ModelEngine(Engine):
             self._voices[path] = cached
         return cached[1]
 
-    def record_voice(self, audio: Path, target: Path) -> None:
-        """Turn an audio voice prompt into a stored one (.pt) that skips Mimi at each session."""
-        voice = prompts.load_voice(audio)
-        if not isinstance(voice, prompts.AudioVoice):
-            raise EngineError(f"{audio.name} is not an audio file")
-        loaded = self.loaded
-        if not self._busy.acquire(blocking=False):
-            raise EngineError("the model is serving a conversation")
-        try:
-            loaded.mimi.reset_streaming()
-            loaded.lm.reset_streaming()
-            generator = PersonaGenerator(loaded.lm, Sampling(), cuda_graphs=False)
-            stored = prompts.record_stored_voice(self._prompter(generator), voice)
-            prompts.save_stored_voice(stored, target)
-        finally:
-            self._busy.release()
-
     def release(self) -> None:
         self._busy.release()
 
 
 class ModelSession(EngineSession):
-    def __init__(self, engine: ModelEngine, generator: PersonaGenerator, seed: int) -> None:
+    def __init__(self, engine: ModelEngine, generator: PersonaGenerator) -> None:
         self._engine = engine
         self._loaded = engine.loaded
         self._generator = generator
-        self.seed = seed
         self._device = generator.cache.device
         self._streams = generator.streams
         self._closed = False

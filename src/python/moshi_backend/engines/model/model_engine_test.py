@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moshi_backend.engine import EngineError
+from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model import prompts
-from moshi_backend.engines.model.engine import ModelEngine
-from moshi_backend.engines.model.testing import (
+from moshi_backend.engines.model.model_engine import ModelEngine
+from moshi_backend.engines.model.testing_checkpoints import (
     TINY_VOICE,
     cpu_engine,
     ignore_progress,
+    record_voice,
     voice_audio,
     write_tiny_repository,
 )
@@ -146,13 +147,18 @@ def test_stored_voice_replays_exactly_like_its_audio(engine: ModelEngine, tmp_pa
     voice_dir = engine.loaded.voice_dir
     assert voice_dir is not None
     stored = voice_dir / "TINYF0.pt"
-    engine.record_voice(voice_dir / TINY_VOICE, stored)
+    record_voice(engine, voice_dir / TINY_VOICE, stored)
     try:
         from_audio = converse(engine, ChatParams(voice_prompt=TINY_VOICE, seed=4))
         from_stored = converse(engine, ChatParams(voice_prompt="TINYF0.pt", seed=4))
     finally:
         stored.unlink()
     assert np.array_equal(from_audio[0], from_stored[0]) and from_audio[1] == from_stored[1]
+
+
+def test_an_empty_text_prompt_starts_a_conversation(engine: ModelEngine) -> None:
+    audio, _ = converse(engine, ChatParams(text_prompt="", voice_prompt=TINY_VOICE, seed=3), 2)
+    assert audio.size == 2 * FRAME_SAMPLES and np.isfinite(audio).all()
 
 
 def test_one_conversation_at_a_time(engine: ModelEngine) -> None:

@@ -7,7 +7,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from moshi_backend.engine import Engine, EngineError
+from moshi_backend.engines.base import Engine, EngineError
 from moshi_backend.engines.loopback import LoopbackEngine
 from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName
 
