@@ -5,7 +5,12 @@ import ssl
 import subprocess
 from pathlib import Path
 
-from testsupport.processes import free_port, python_module_command, service_process, subprocess_env
+from testsupport.processes import (
+    free_port,
+    process_under_test,
+    python_module_command,
+    subprocess_env,
+)
 
 
 def test_ssl_serves_https_and_sends_browsers_through_the_proxy(tmp_path: Path) -> None:
@@ -17,7 +22,7 @@ def test_ssl_serves_https_and_sends_browsers_through_the_proxy(tmp_path: Path) -
         "MOSHI_HOST": "127.0.0.1",
         "MOSHI_PORT": str(free_port()),
     }
-    with service_process(python_module_command("frontend"), env) as frontend:
+    with process_under_test(python_module_command("frontend"), env) as frontend:
         unverified = ssl._create_unverified_context()  # the pair is made at startup
         frontend.wait_http(f"https://127.0.0.1:{port}/health", ssl_context=unverified)
         trusted = ssl.create_default_context(cafile=str(tmp_path / "certs" / "cert.pem"))

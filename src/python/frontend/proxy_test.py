@@ -7,7 +7,7 @@ import pytest
 from frontend.settings import FrontendSettings
 from frontend.testing import frontend_in_loop
 from moshi_backend.engines.loopback import LoopbackEngine
-from moshi_backend.testing import BackendInLoop, ogg_pages, backend_in_loop, tone
+from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages, tone
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import CloseCode, MessageKind, encode
 from testsupport.processes import free_port

@@ -18,10 +18,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from moshi_protocol.client import ChatClient
 from testsupport.polling import wait_for
 from testsupport.processes import (
-    ServiceProcess,
+    ProcessUnderTest,
     free_port,
+    process_under_test,
     python_module_command,
-    service_process,
 )
 
 # Generous: two slow cores run Chromium, the backend and the frontend at once.
@@ -33,7 +33,7 @@ FLOW_TIMEOUT_S = 45.0
 @dataclass
 class BackendProcess:
     port: int
-    process: ServiceProcess
+    process: ProcessUnderTest
 
     @property
     def base_url(self) -> str:
@@ -59,7 +59,7 @@ def backend_process(port: int | None = None, flags: Sequence[str] = ()) -> Itera
     command = python_module_command(
         "moshi_backend", "--engine", "loopback", "--host", "127.0.0.1", "--port", str(port), *flags
     )
-    with service_process(command) as process:
+    with process_under_test(command) as process:
         backend = BackendProcess(port, process)
         process.wait_http(f"{backend.base_url}/health", timeout_s=STARTUP_TIMEOUT_S)
         yield backend
@@ -68,7 +68,7 @@ def backend_process(port: int | None = None, flags: Sequence[str] = ()) -> Itera
 @dataclass
 class FrontendProcess:
     port: int
-    process: ServiceProcess
+    process: ProcessUnderTest
 
     @property
     def url(self) -> str:
@@ -95,7 +95,7 @@ def frontend_process(
     }
     if more_backends:
         env["MOSHI_WS_URLS"] = ",".join([backend_chat_url, *more_backends])
-    with service_process(python_module_command("frontend"), env=env) as process:
+    with process_under_test(python_module_command("frontend"), env=env) as process:
         frontend = FrontendProcess(port, process)
         process.wait_http(f"{frontend.url}api/config", timeout_s=STARTUP_TIMEOUT_S)
         yield frontend
@@ -108,7 +108,7 @@ class VoicePage:
     page: Page
     console: list[str] = field(default_factory=list)
     websockets: list[str] = field(default_factory=list)
-    services: list[ServiceProcess] = field(default_factory=list)
+    services: list[ProcessUnderTest] = field(default_factory=list)
 
     def evaluate(self, expression: str) -> Any:
         return self.page.evaluate(expression)
@@ -176,7 +176,7 @@ class VoicePage:
 def open_voice_page(
     browser: Browser,
     url: str,
-    services: list[ServiceProcess] | None = None,
+    services: list[ProcessUnderTest] | None = None,
     viewport: ViewportSize | None = None,
 ) -> Iterator[VoicePage]:
     context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})

@@ -12,8 +12,8 @@ import pytest
 from testsupport.polling import wait_for
 from testsupport.processes import (
     free_port,
+    process_under_test,
     python_module_command,
-    service_process,
     subprocess_env,
 )
 
@@ -25,7 +25,7 @@ def _backend(*flags: str) -> list[str]:
 def test_host_flag_really_binds_that_address() -> None:
     port = free_port("127.0.0.2")
     command = _backend("--engine", "loopback", "--host", "127.0.0.2", "--port", str(port))
-    with service_process(command) as backend:
+    with process_under_test(command) as backend:
         health = json.loads(backend.wait_http(f"http://127.0.0.2:{port}/health"))
         assert health["engine"] == "loopback" and health["status"] == "ready"
         with pytest.raises(ConnectionRefusedError):
@@ -34,7 +34,7 @@ def test_host_flag_really_binds_that_address() -> None:
 
 def test_auto_engine_says_loudly_that_it_is_the_loopback(tmp_path: Path) -> None:
     port = free_port()
-    with service_process(_backend("--port", str(port)), env={"MOSHI_ENGINE": "auto"}) as backend:
+    with process_under_test(_backend("--port", str(port)), env={"MOSHI_ENGINE": "auto"}) as backend:
         health = json.loads(backend.wait_http(f"http://127.0.0.1:{port}/health"))
         assert health["engine"] == "loopback" and health["development"] is True
         log = backend.output()
@@ -48,7 +48,7 @@ def test_ssl_generates_a_self_signed_pair_and_serves_https(tmp_path: Path) -> No
     command = _backend(
         "--engine", "loopback", "--port", str(port), "--ssl", "--ssl-dir", str(certs)
     )
-    with service_process(command) as backend:
+    with process_under_test(command) as backend:
         unverified = ssl._create_unverified_context()  # the certificate is read after startup
         backend.wait_http(f"https://127.0.0.1:{port}/health", ssl_context=unverified)
         assert stat.S_IMODE((certs / "key.pem").stat().st_mode) == 0o600
@@ -79,7 +79,7 @@ def test_bad_configuration_is_one_clear_error(
 
 def test_access_log_leaves_out_successful_health_polls() -> None:
     port = free_port()
-    with service_process(_backend("--engine", "loopback", "--port", str(port))) as backend:
+    with process_under_test(_backend("--engine", "loopback", "--port", str(port))) as backend:
         for _ in range(3):
             backend.wait_http(f"http://127.0.0.1:{port}/health")
         backend.wait_http(f"http://127.0.0.1:{port}/api/voices")

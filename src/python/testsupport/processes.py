@@ -46,7 +46,7 @@ def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 @dataclass
-class ServiceProcess:
+class ProcessUnderTest:
     process: subprocess.Popen[bytes]
     log_path: Path
 
@@ -81,9 +81,9 @@ class ServiceProcess:
 
 
 @contextmanager
-def service_process(
+def process_under_test(
     command: Sequence[str], env: Mapping[str, str] | None = None, stop_timeout_s: float = 10.0
-) -> Iterator[ServiceProcess]:
+) -> Iterator[ProcessUnderTest]:
     """Run command in its own process group; SIGTERM on exit, SIGKILL if it lingers."""
     with tempfile.NamedTemporaryFile(prefix="service-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -97,7 +97,7 @@ def service_process(
             preexec_fn=_die_with_parent,
         )
     try:
-        yield ServiceProcess(process, log_path)
+        yield ProcessUnderTest(process, log_path)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

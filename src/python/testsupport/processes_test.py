@@ -21,13 +21,13 @@ def _alive(pid: int) -> bool:
 
 
 def test_service_dies_with_a_test_process_that_is_killed() -> None:
-    # A "test process" starts a service through service_process, then is SIGKILLed: no cleanup
+    # A "test process" starts a service through process_under_test, then is SIGKILLed: no cleanup
     # code runs, yet the service must not outlive it.
     script = textwrap.dedent(
         """
         import sys, time
-        from testsupport.processes import service_process
-        with service_process([sys.executable, "-c", "import time; time.sleep(120)"]) as child:
+        from testsupport.processes import process_under_test
+        with process_under_test([sys.executable, "-c", "import time; time.sleep(120)"]) as child:
             print(child.process.pid, flush=True)
             time.sleep(120)
         """

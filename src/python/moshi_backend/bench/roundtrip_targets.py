@@ -11,7 +11,7 @@ from pathlib import Path
 
 from moshi_backend.bench import floor_server
 from testsupport.polling import GaveUp
-from testsupport.processes import free_port, service_process
+from testsupport.processes import free_port, process_under_test
 
 SERVER = "server"
 FLOOR = "floor"
@@ -86,7 +86,7 @@ async def served(
 ) -> AsyncIterator[Target]:
     """A server of the bench as a process, ready; its process group is stopped on the way out."""
     base_url = f"http://{_HOST}:{port}"
-    with service_process(command, env) as server:
+    with process_under_test(command, env) as server:
         try:
             await asyncio.to_thread(
                 server.wait_http, base_url + "/health", timeout_s=ready_timeout_s

@@ -22,7 +22,7 @@ from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import FRAME_SAMPLES, CloseCode, MessageKind
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
-from testsupport.processes import free_port, python_module_command, service_process
+from testsupport.processes import free_port, process_under_test, python_module_command
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_the_server_command_runs_the_model(tiny: Path) -> None:
     command = python_module_command(
         "moshi_backend", "--engine", "personaplex", "--device", "cpu", "--port", str(port)
     )
-    with service_process(command, env={"MOSHI_HF_REPO": str(tiny)}) as backend:
+    with process_under_test(command, env={"MOSHI_HF_REPO": str(tiny)}) as backend:
         health = json.loads(backend.wait_http(f"http://127.0.0.1:{port}/health", timeout_s=180))
         assert health["engine"] == "personaplex" and health["device"] == "cpu"
 
