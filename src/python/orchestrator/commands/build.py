@@ -40,13 +40,7 @@ async def build(
         for image in images:
             await require_base_image(engine, image.recipe, image.base_image)
             image_id = await build_service_image(
-                engine,
-                image,
-                project=settings.project,
-                repo_root=settings.repo_root,
-                launcher=launcher,
-                hub=hub,
-                environ=environ,
+                engine, image, repo_root=settings.repo_root, launcher=launcher, environ=environ
             )
             say(f"built {image.recipe.tag(settings.project)} ({image_id[:19]})")
     return 0

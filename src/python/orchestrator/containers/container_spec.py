@@ -27,9 +27,10 @@ class ContainerSpec:
     publish_host: str
     host_port: int
     # A named volume mounted at MODEL_CACHE_PATH (the backend's model cache).
-    volume: str | None
-    gpu: bool
-    persistent: bool
+    volume: str | None = None
+    gpu: bool = False
+    # Outlives `up` and is reused by the next one; otherwise it lives as long as its `up`.
+    persistent: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     # A user-defined network, on which the other containers reach this one by its name.
     network: str | None = None

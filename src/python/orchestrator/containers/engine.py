@@ -55,8 +55,8 @@ class RunOutcome:
 class DockerEngine:
     def __init__(self, client: docker.DockerClient, hub: EventHub, project: str) -> None:
         self.client = client
-        self._hub = hub
-        self._project = project
+        self.hub = hub
+        self.project = project
 
     async def nvidia_runtime(self) -> bool:
         info = await asyncio.to_thread(self.client.info)
@@ -89,12 +89,12 @@ class DockerEngine:
         """The id of the image built from context; its output streams into the hub."""
         return await build_image(
             self.client,
-            self._hub,
+            self.hub,
             context,
             dockerfile=dockerfile,
             tag=tag,
             buildargs=buildargs,
-            labels=owner_labels(self._project),
+            labels=owner_labels(self.project),
             timeout_s=timeout_s,
         )
 
@@ -106,7 +106,7 @@ class DockerEngine:
                 self.client.volumes.get(name)
                 return False
             except docker.errors.NotFound:
-                self.client.volumes.create(name, labels=owner_labels(self._project))
+                self.client.volumes.create(name, labels=owner_labels(self.project))
                 return True
 
         return await asyncio.to_thread(ensure)
@@ -114,7 +114,7 @@ class DockerEngine:
     async def ensure_network(self, name: str) -> None:
         def ensure() -> None:
             if not self.client.networks.list(names=[name]):
-                self.client.networks.create(name, labels=owner_labels(self._project))
+                self.client.networks.create(name, labels=owner_labels(self.project))
 
         await asyncio.to_thread(ensure)
 
@@ -135,7 +135,7 @@ class DockerEngine:
 
         def remove() -> list[str]:
             removed = []
-            filters = {"label": label_filter(owner_labels(self._project))}
+            filters = {"label": label_filter(owner_labels(self.project))}
             for network in self.client.networks.list(filters=filters):
                 with contextlib.suppress(docker.errors.NotFound):
                     network.remove()
@@ -146,7 +146,7 @@ class DockerEngine:
 
     async def owned_containers(self) -> list[Container]:
         filters: dict[str, str | list[str] | bool] = {
-            "label": label_filter(owner_labels(self._project))
+            "label": label_filter(owner_labels(self.project))
         }
         found: list[Container] = await asyncio.to_thread(
             self.client.containers.list, all=True, filters=filters
@@ -174,7 +174,7 @@ class DockerEngine:
     async def run(self, spec: ContainerSpec, session: str) -> RunOutcome:
         wanted = spec.config_hash()
         labels = {
-            **owner_labels(self._project),
+            **owner_labels(self.project),
             **spec.labels,
             LABEL_SERVICE: spec.service,
             LABEL_SESSION: session,
@@ -190,9 +190,7 @@ class DockerEngine:
                 and existing.status == "running"
                 and existing.labels.get(LABEL_HASH) == wanted
             ):
-                return RunOutcome(
-                    ServiceContainer(existing, spec.service, self._hub), Action.REUSED
-                )
+                return RunOutcome(ServiceContainer(existing, spec.service, self.hub), Action.REUSED)
             await asyncio.to_thread(existing.remove, force=True)
             replaced = True
         await self._refuse_foreign_name(spec.name)
@@ -203,7 +201,7 @@ class DockerEngine:
             fallback = error.reason
             container = await self._create_and_start(spec, labels, gpu=False)
         action = Action.RECREATED if replaced else Action.CREATED
-        return RunOutcome(ServiceContainer(container, spec.service, self._hub), action, fallback)
+        return RunOutcome(ServiceContainer(container, spec.service, self.hub), action, fallback)
 
     async def _refuse_foreign_name(self, name: str) -> None:
         try:

@@ -189,13 +189,12 @@ async def build_service_image(
     engine: DockerEngine,
     build: ImageBuild,
     *,
-    project: str,
     repo_root: Path,
     launcher: ProcessLauncher,
-    hub: EventHub,
     environ: Mapping[str, str],
 ) -> str:
-    """The id of the service's image, built (or found in the layer cache) on engine."""
+    """The id of the service's image, built (or found in the layer cache) on engine, for
+    engine's project."""
     recipe = build.recipe
     pex = await packaged_pex(
         recipe,
@@ -203,7 +202,7 @@ async def build_service_image(
         given=build.given_pex,
         repo_root=repo_root,
         launcher=launcher,
-        hub=hub,
+        hub=engine.hub,
         environ=environ,
     )
     with tempfile.TemporaryDirectory(prefix="personaplex-context-") as directory:
@@ -211,7 +210,7 @@ async def build_service_image(
         return await engine.build(
             context,
             dockerfile=recipe.dockerfile,
-            tag=recipe.tag(project),
+            tag=recipe.tag(engine.project),
             buildargs={recipe.base_image_arg: build.base_image},
             timeout_s=_BUILD_TIMEOUT_S,
         )

@@ -13,7 +13,6 @@ from orchestrator.containers.engine import Action, BaseImageUnavailable, DockerE
 from orchestrator.containers.service_images import (
     BACKEND_IMAGE,
     backend_build,
-    build_service_image,
     require_base_image,
 )
 from orchestrator.endpoints import Endpoint
@@ -84,15 +83,7 @@ async def _start_container(
             "MOSHI_ENGINE=auto without a GPU for the container: the backend image gets the "
             "loopback server (no torch); --engine personaplex packages the model engines"
         )
-    image_id = await build_service_image(
-        engine,
-        build,
-        project=s.project,
-        repo_root=s.repo_root,
-        launcher=stack.launcher,
-        hub=stack.hub,
-        environ=stack.seams.environ,
-    )
+    image_id = await stack.build_image(engine, build)
     created = await engine.ensure_volume(s.hf_cache_volume)
     await stack.say(f"{'created' if created else 'reusing'} model cache volume {s.hf_cache_volume}")
     # Always on the project's network, so that `up --prod` can reuse a container `up` made.

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.containers.connection import DockerConnector, connect_docker
+from orchestrator.containers.engine import DockerEngine
+from orchestrator.containers.service_images import ImageBuild, build_service_image
 from orchestrator.environments import python_path
 from orchestrator.events import Level, Notice
 from orchestrator.health.probe import HealthProbe, HttpProbe
@@ -66,6 +68,16 @@ class StackContext:
 
     def save_record(self) -> None:
         self.run_state.save(self.record)
+
+    async def build_image(self, engine: DockerEngine, build: ImageBuild) -> str:
+        """A service's image for this stack: its PEX packaged (or given), then built."""
+        return await build_service_image(
+            engine,
+            build,
+            repo_root=self.settings.repo_root,
+            launcher=self.launcher,
+            environ=self.seams.environ,
+        )
 
     def pythonpath(self) -> str:
         """PYTHONPATH of the service processes: the repository's sources when this is a

@@ -10,7 +10,6 @@ from orchestrator.containers.container_spec import ContainerSpec
 from orchestrator.containers.engine import DockerEngine
 from orchestrator.containers.service_images import (
     FRONTEND_IMAGE,
-    build_service_image,
     frontend_build,
     require_base_image,
 )
@@ -52,15 +51,7 @@ async def _start_container(
     await require_base_image(engine, build.recipe, build.base_image)
     image = FRONTEND_IMAGE.tag(s.project)
     await announce_build(stack, events.FRONTEND, image)
-    image_id = await build_service_image(
-        engine,
-        build,
-        project=s.project,
-        repo_root=s.repo_root,
-        launcher=stack.launcher,
-        hub=stack.hub,
-        environ=stack.seams.environ,
-    )
+    image_id = await stack.build_image(engine, build)
     env = frontend_container_environment(
         s,
         stack.seams.environ,
@@ -68,6 +59,7 @@ async def _start_container(
         backend_port=backend.port,
         backend_address=stack.container_name(events.BACKEND),
     )
+    # Not persistent, like the frontend process: it lives as long as this `up`.
     spec = ContainerSpec(
         image_id=image_id,
         name=stack.container_name(events.FRONTEND),
@@ -76,10 +68,6 @@ async def _start_container(
         container_port=s.app_port,
         publish_host=s.app_host,
         host_port=s.app_port,
-        volume=None,
-        gpu=False,
-        # Like the frontend process: it lives as long as this `up`.
-        persistent=False,
         network=stack.network,
         port_option="--app-port (APP_PORT)",
     )
