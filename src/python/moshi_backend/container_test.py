@@ -8,11 +8,11 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from moshi_backend.testing import ogg_pages, tone
-from moshi_protocol.client import ChatClient
-from moshi_protocol.messages import MessageKind
+from moshi_backend.testing import echo_once
+from orchestrator.containers.confinement import BACKEND_CONFINEMENT
+from orchestrator.testing import assert_confined, assert_tls_served_confined
 from testsupport.images import (
-    built_image,
+    loopback_backend_image,
     running_container,
     wait_container_http,
     wait_docker_health,
@@ -24,21 +24,10 @@ _MODEL_CACHE = "/data/huggingface"
 
 @pytest.fixture(scope="module")
 def backend_image(docker_client: docker.DockerClient, local_base_image: str) -> Iterator[str]:
-    with built_image(
+    with loopback_backend_image(
         docker_client,
-        context_files={
-            "src/python/moshi_backend/Dockerfile": "src/python/moshi_backend/Dockerfile",
-            "src/python/moshi_backend/start.sh": "src/python/moshi_backend/start.sh",
-            # The Dockerfile takes either server PEX at this path; the loopback one is small.
-            "src.python.moshi_backend/server.pex": "src.python.moshi_backend/server-loopback.pex",
-        },
-        dockerfile="src/python/moshi_backend/Dockerfile",
-        buildargs={
-            "MOSHI_BASE_IMAGE": local_base_image,
-            "APP_VERSION": "0.0.0-test",
-            "GIT_COMMIT": "0123abcd",
-        },
-        name="personaplex-moshi",
+        local_base_image,
+        buildargs={"APP_VERSION": "0.0.0-test", "GIT_COMMIT": "0123abcd"},
     ) as tag:
         yield tag
 
@@ -61,11 +50,17 @@ def test_container_serves_health_and_chat(
 ) -> None:
     env = {"MOSHI_PORT": str(_CONTAINER_PORT), "MOSHI_ENGINE": "loopback"}
     with running_container(
-        docker_client, backend_image, container_port=_CONTAINER_PORT, env=env
+        docker_client,
+        backend_image,
+        container_port=_CONTAINER_PORT,
+        env=env,
+        options=BACKEND_CONFINEMENT.docker_options(),
     ) as (container, port):
         health = json.loads(wait_container_http(container, f"http://127.0.0.1:{port}/health"))
         assert health["engine"] == "loopback" and health["status"] == "ready"
         assert wait_docker_health(container) == "healthy"
+        # As the orchestrator, compose and Kubernetes run it: it serves all the same.
+        assert_confined(container, BACKEND_CONFINEMENT)
         # start.sh turned the environment into flags: the server's command line shows them.
         commands = [" ".join(row) for row in container.top()["Processes"]]
         assert any(f"--port {_CONTAINER_PORT}" in command for command in commands), commands
@@ -77,21 +72,25 @@ def test_container_serves_health_and_chat(
         for absent in ("gcc", "cc", "make", "pip", "pip3", "/app/venv/bin/pip", "/tmp/server.pex"):
             found = container.exec_run(["sh", "-c", f"command -v {absent} || test -e {absent}"])
             assert found.exit_code != 0, f"{absent} is in the image"
-
-        async def one_echo() -> None:
-            async with ChatClient.connect(f"ws://127.0.0.1:{port}/api/chat") as client:
-                await client.handshake()
-                for page in ogg_pages(tone(0.8)):
-                    await client.send_audio(page)
-                while (await client.receive()).kind is not MessageKind.AUDIO:
-                    pass
-
-        asyncio.run(one_echo())
+        asyncio.run(echo_once(f"ws://127.0.0.1:{port}/api/chat"))
         # The image's VOLUME gives each container an anonymous volume of its own.
         anonymous = [m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume"]
     assert anonymous
     remaining = {volume.name for volume in docker_client.volumes.list()}
     assert not remaining.intersection(anonymous), "the container's volume outlived it"
+
+
+def test_confined_container_with_tls_writes_its_certificate_to_its_scratch_directory(
+    docker_client: docker.DockerClient, backend_image: str
+) -> None:
+    assert_tls_served_confined(
+        docker_client,
+        backend_image,
+        BACKEND_CONFINEMENT,
+        container_port=8998,
+        certificate_dir="/data/certs",
+        env={"MOSHI_ENGINE": "loopback"},
+    )
 
 
 def _run(container: Container, *command: str) -> str:

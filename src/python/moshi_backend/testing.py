@@ -15,7 +15,8 @@ from opentelemetry import trace
 
 from moshi_backend.engines.base import Engine
 from moshi_backend.server import ChatServer, ServerOptions
-from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE
+from moshi_protocol.client import ChatClient
+from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE, MessageKind
 from moshi_protocol.opus import OpusEncoder, Pcm
 
 
@@ -81,3 +82,13 @@ def ogg_pages(pcm: Pcm) -> list[bytes]:
     whole = pcm[: pcm.size - pcm.size % FRAME_SAMPLES]  # a partial last frame is not sent
     pieces = (encoder.encode(frame) for frame in whole.reshape(-1, FRAME_SAMPLES))
     return [piece for piece in pieces if piece]
+
+
+async def echo_once(chat_url: str) -> None:
+    """One short conversation: a handshake, 0.8 s of tone, until the first audio comes back."""
+    async with ChatClient.connect(chat_url) as client:
+        await client.handshake()
+        for page in ogg_pages(tone(0.8)):
+            await client.send_audio(page)
+        while (await client.receive()).kind is not MessageKind.AUDIO:
+            pass

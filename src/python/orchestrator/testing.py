@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -16,8 +17,12 @@ from pathlib import Path
 import docker
 import docker.errors
 import psutil
+from docker.models.containers import Container
 
+from orchestrator.containers.confinement import Confinement
 from orchestrator.containers.labels import LABEL_PROJECT
+from testsupport.gate import Unavailable
+from testsupport.images import running_container, wait_docker_health
 from testsupport.polling import GaveUp, wait_for
 from testsupport.processes import free_port, python_module_command, subprocess_env
 
@@ -185,6 +190,26 @@ def run_orchestrator(
     )
 
 
+def publish_into(tmp_path: Path, *args: str, extra: Mapping[str, str] | None = None) -> Path:
+    """`orchestrator publish ARGS` into tmp_path/deploy (ports 8998 and 8010 unless extra says
+    otherwise); no token shows."""
+    output = tmp_path / "deploy"
+    env = stack_env(
+        tmp_path, unique_project(), {"MOSHI_PORT": "8998", "APP_PORT": "8010", **(extra or {})}
+    )
+    result = run_orchestrator(["publish", "--output", str(output), *args], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert CANARY_TOKEN not in result.stdout + result.stderr
+    return output
+
+
+def docker_compose_path() -> str:
+    path = shutil.which("docker-compose")
+    if path is None:
+        raise Unavailable("no docker-compose on PATH (Debian: apt-get install docker-compose)")
+    return path
+
+
 def project_filter(project: str) -> dict[str, str | list[str] | bool]:
     """The Docker API filter of what the orchestrator made for project."""
     return {"label": [f"{LABEL_PROJECT}={project}"]}
@@ -216,3 +241,53 @@ def remove_project_resources(
     for network in client.networks.list(filters=project_filter(project)):
         with contextlib.suppress(docker.errors.APIError):
             network.remove()
+
+
+def _exec(container: Container, script: str) -> tuple[int, str]:
+    result = container.exec_run(["sh", "-c", script])
+    output = result.output.decode(errors="replace") if isinstance(result.output, bytes) else ""
+    return (-1 if result.exit_code is None else result.exit_code), output.strip()
+
+
+def assert_confined(container: Container, confinement: Confinement) -> None:
+    """The running container was made confined (HostConfig: `docker run` or compose) and is: its
+    service has no capabilities and no new privileges, the root file system cannot be written,
+    each scratch directory can."""
+    host = container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"], host["CapDrop"]
+    assert set(host["SecurityOpt"] or []) & {"no-new-privileges", "no-new-privileges:true"}, host
+    assert host["ReadonlyRootfs"] is True
+    assert set(host["Tmpfs"] or {}) == {scratch.path for scratch in confinement.scratch}
+    code, status = _exec(container, "grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/1/status")
+    assert code == 0, status
+    fields = dict(line.split(":\t") for line in status.splitlines())
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0, fields
+    assert fields["NoNewPrivs"] == "1", fields
+    code, output = _exec(container, "touch /probe")
+    assert code != 0 and "Read-only file system" in output, output
+    for scratch in confinement.scratch:
+        code, output = _exec(container, f"touch {scratch.path}/probe && rm {scratch.path}/probe")
+        assert code == 0, f"{scratch.path}: {output}"
+
+
+def assert_tls_served_confined(
+    client: docker.DockerClient,
+    image: str,
+    confinement: Confinement,
+    *,
+    container_port: int,
+    certificate_dir: str,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """With MOSHI_USE_SSL, the confined service writes its self-signed certificate to its
+    scratch directory and serves TLS: its HEALTHCHECK asks https://127.0.0.1 inside."""
+    with running_container(
+        client,
+        image,
+        container_port=container_port,
+        env={**(env or {}), "MOSHI_USE_SSL": "true"},
+        options=confinement.docker_options(),
+    ) as (container, _):
+        assert wait_docker_health(container) == "healthy"
+        code, listing = _exec(container, f"ls {certificate_dir}")
+        assert code == 0 and listing.split() == ["cert.pem", "key.pem"], listing

@@ -14,14 +14,14 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
-from moshi_backend.testing import ogg_pages, tone
-from moshi_protocol.client import ChatClient
-from moshi_protocol.messages import MessageKind
+from moshi_backend.testing import echo_once
+from orchestrator.containers.confinement import BACKEND_CONFINEMENT, FRONTEND_CONFINEMENT
 from orchestrator.containers.container_spec import MODEL_CACHE_PATH
 from orchestrator.containers.labels import LABEL_HASH, LABEL_OWNER, LABEL_PROJECT, LABEL_SERVICE
 from orchestrator.testing import (
     CANARY_TOKEN,
     UP_LINE,
+    assert_confined,
     orchestrator_process,
     project_filter,
     project_processes,
@@ -138,6 +138,8 @@ def test_persistent_container_is_reused_then_recreated_when_the_configuration_ch
     probe = first.exec_run(["sh", "-c", f"touch {MODEL_CACHE_PATH}/probe && id -u"])
     assert probe.exit_code == 0 and isinstance(probe.output, bytes)
     assert probe.output.decode().strip() != "0"
+    # No capabilities, no new privileges, a read-only root with its scratch directories.
+    assert_confined(first, BACKEND_CONFINEMENT)
     injected = _exec_env(first)
     assert injected["HF_TOKEN"] == CANARY_TOKEN
     assert injected["MOSHI_PORT"] == port
@@ -227,13 +229,15 @@ def test_prod_runs_the_frontend_as_a_container_wired_to_the_backend(stack: Docke
         assert config["moshi_ws_url"] == f"ws://127.0.0.1:{port}/api/chat"
         health = json.loads(_ok(f"http://127.0.0.1:{app_port}/health"))
         assert health["backend"]["reachable"] is True, health
-        asyncio.run(_echo_through(f"ws://127.0.0.1:{app_port}/proxy/moshi"))
+        asyncio.run(echo_once(f"ws://127.0.0.1:{app_port}/proxy/moshi"))
         injected = _exec_env(frontend)
         assert injected["APP_RELOAD"] == "false"
         assert injected["MOSHI_BACKEND_URL"] == f"http://{backend.name}:{port}"
         assert CANARY_TOKEN not in "".join(injected.values())
         uid = frontend.exec_run(["id", "-u"]).output
         assert isinstance(uid, bytes) and uid.decode().strip() == "10001"
+        assert_confined(frontend, FRONTEND_CONFINEMENT)
+        assert_confined(backend, BACKEND_CONFINEMENT)
         assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
         output = orchestrator.output()
     assert CANARY_TOKEN not in output
@@ -249,12 +253,3 @@ def _ok(url: str) -> bytes:
     answer = http_status(url)
     assert answer is not None and answer[0] == 200, (url, answer)
     return answer[1]
-
-
-async def _echo_through(url: str) -> None:
-    async with ChatClient.connect(url) as client:
-        await client.handshake()
-        for page in ogg_pages(tone(0.8)):
-            await client.send_audio(page)
-        while (await client.receive()).kind is not MessageKind.AUDIO:
-            pass

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -26,9 +27,11 @@ def built_image(
     dockerfile: str,
     buildargs: Mapping[str, str],
     name: str,
+    tag: str | None = None,
 ) -> Iterator[str]:
     """Build from a context of {path in the context: path in the sandbox}; the context paths
-    are those of Pants' docker context (`src.python.SERVICE/NAME.pex`, `src/python/...`).
+    are those of Pants' docker context (`src.python.SERVICE/NAME.pex`, `src/python/...`). Tagged
+    `tag` when given, else NAME:test-RANDOM.
 
     Only the tag goes at the end: the untagged images of the build stages and steps stay,
     because other tests build the same steps at the same time on the same engine, and removing
@@ -42,7 +45,7 @@ def built_image(
                 shutil.copytree(Path(source), context / path)
             else:
                 shutil.copy2(Path(source), context / path)
-        tag = f"{name}:test-{uuid.uuid4().hex[:12]}"
+        tag = tag or f"{name}:test-{uuid.uuid4().hex[:12]}"
         log: list[str] = []
         for chunk in client.api.build(
             path=str(context),
@@ -63,11 +66,66 @@ def built_image(
         client.images.remove(tag, force=True, noprune=True)
 
 
+# The services' Dockerfiles and PEX files where Pants puts them in a test's sandbox (the
+# container_files targets, runtime_package_dependencies), at their paths in the build context.
+# The backend's Dockerfile takes either server PEX at server.pex: the loopback one is small.
+BACKEND_CONTEXT = {
+    "src/python/moshi_backend/Dockerfile": "src/python/moshi_backend/Dockerfile",
+    "src/python/moshi_backend/start.sh": "src/python/moshi_backend/start.sh",
+    "src.python.moshi_backend/server.pex": "src.python.moshi_backend/server-loopback.pex",
+}
+FRONTEND_CONTEXT = {
+    path: path for path in ("src/python/frontend/Dockerfile", "src.python.frontend/app.pex")
+}
+
+
+@contextmanager
+def loopback_backend_image(
+    client: docker.DockerClient,
+    base_image: str,
+    *,
+    buildargs: Mapping[str, str] | None = None,
+    tag: str | None = None,
+) -> Iterator[str]:
+    """The backend image with the loopback server, on base_image; removed on the way out."""
+    with built_image(
+        client,
+        context_files=BACKEND_CONTEXT,
+        dockerfile="src/python/moshi_backend/Dockerfile",
+        buildargs={"MOSHI_BASE_IMAGE": base_image, **(buildargs or {})},
+        name="personaplex-moshi",
+        tag=tag,
+    ) as built:
+        yield built
+
+
+@contextmanager
+def frontend_image(
+    client: docker.DockerClient, base_image: str, *, tag: str | None = None
+) -> Iterator[str]:
+    """The frontend image on base_image; removed on the way out."""
+    with built_image(
+        client,
+        context_files=FRONTEND_CONTEXT,
+        dockerfile="src/python/frontend/Dockerfile",
+        buildargs={"FRONTEND_BASE_IMAGE": base_image},
+        name="personaplex-frontend",
+        tag=tag,
+    ) as built:
+        yield built
+
+
 @contextmanager
 def running_container(
-    client: docker.DockerClient, image: str, *, container_port: int, env: Mapping[str, str]
+    client: docker.DockerClient,
+    image: str,
+    *,
+    container_port: int,
+    env: Mapping[str, str],
+    options: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[Container, int]]:
-    """The container and the loopback host port its container_port is published on."""
+    """The container and the loopback host port its container_port is published on; options
+    are more keyword arguments of containers.run (how it is confined)."""
     host_port = free_port()
     container = client.containers.run(
         image,
@@ -75,6 +133,7 @@ def running_container(
         environment=dict(env),
         ports={f"{container_port}/tcp": ("127.0.0.1", host_port)},
         labels={TEST_LABEL: "1"},
+        **(options or {}),
     )
     try:
         yield container, host_port

@@ -10,6 +10,7 @@ import docker.errors
 import docker.types
 from docker.models.containers import Container
 
+from orchestrator.containers.confinement import Confinement
 from orchestrator.containers.docker_errors import start_failure
 from orchestrator.environments import config_hash
 
@@ -26,6 +27,9 @@ class ContainerSpec:
     container_port: int
     publish_host: str
     host_port: int
+    # No capabilities, no new privileges, a read-only root; what the service writes besides its
+    # volume (confinement.BACKEND_CONFINEMENT, FRONTEND_CONFINEMENT).
+    confinement: Confinement
     # A named volume mounted at MODEL_CACHE_PATH (the backend's model cache).
     volume: str | None = None
     gpu: bool = False
@@ -46,6 +50,8 @@ class ContainerSpec:
                 "gpu": self.gpu,
                 "persistent": self.persistent,
                 "network": self.network,
+                # A container made before it was confined (or otherwise) is made again.
+                "confinement": self.confinement.docker_options(),
             }
         )
 
@@ -65,6 +71,7 @@ def create_and_start(
         volumes={spec.volume: {"bind": MODEL_CACHE_PATH, "mode": "rw"}} if spec.volume else None,
         network=spec.network,
         labels=dict(labels),
+        **spec.confinement.docker_options(),
         device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         if gpu
         else None,

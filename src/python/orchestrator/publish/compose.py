@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.containers.confinement import BACKEND_CONFINEMENT, FRONTEND_CONFINEMENT
 from orchestrator.publish.deployment import BACKEND, FRONTEND, MODEL_LOAD_GRACE_S, Deployment
 
 
@@ -35,6 +36,8 @@ def compose_file(deployment: Deployment) -> dict[str, Any]:
             "start_period": f"{MODEL_LOAD_GRACE_S}s",
         },
         "restart": "unless-stopped",
+        # No capabilities, no new privileges, a read-only root; what it writes on tmpfs.
+        **BACKEND_CONFINEMENT.compose_options(),
     }
     if deployment.gpu:
         backend["deploy"] = {
@@ -55,6 +58,7 @@ def compose_file(deployment: Deployment) -> dict[str, Any]:
         "ports": [f"{values['APP_PUBLISH_PORT']}:{deployment.app_port}"],
         "depends_on": {BACKEND: {"condition": "service_healthy"}},
         "restart": "unless-stopped",
+        **FRONTEND_CONFINEMENT.compose_options(),
     }
     # No `version`: the Compose Specification, which both docker-compose 1.27+ and
     # `docker compose` read (GPU reservations exist only there).

@@ -17,8 +17,6 @@ FRONTEND = "frontend"
 BACKEND_REPOSITORY = "moshi-backend"
 FRONTEND_REPOSITORY = "frontend"
 DEFAULT_IMAGE_PREFIX = "personaplex"
-# The images run as this user (the Dockerfiles' `useradd --uid`); volumes must be writable by it.
-SERVICE_UID = 10001
 SECRET_NAME = "personaplex-hf-token"
 # Loading 14 GB of weights (downloading them first) takes long; the health check waits this long.
 MODEL_LOAD_GRACE_S = 30 * 60

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.containers.confinement import (
+    BACKEND_CONFINEMENT,
+    FRONTEND_CONFINEMENT,
+    kubernetes_container_security,
+    kubernetes_pod_security,
+)
 from orchestrator.publish.deployment import (
     BACKEND,
     FRONTEND,
     MODEL_LOAD_GRACE_S,
     SECRET_NAME,
-    SERVICE_UID,
     Deployment,
 )
 
@@ -42,10 +47,6 @@ def _http_probe(port: int, period_s: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _security(uid: int) -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid}
-
-
 def _env(variables: dict[str, str]) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in variables.items()]
 
@@ -69,7 +70,12 @@ def backend_statefulset(deployment: Deployment) -> Manifest:
         "requests": {"cpu": "2", "memory": "16Gi"},
         "limits": {"memory": "32Gi"},
     }
-    pod: dict[str, Any] = {"securityContext": _security(SERVICE_UID)}
+    # The "restricted" Pod Security Standard; the root file system read-only, what the service
+    # writes on emptyDir volumes and its model cache claim.
+    pod: dict[str, Any] = {
+        "securityContext": kubernetes_pod_security(),
+        "volumes": BACKEND_CONFINEMENT.kubernetes_volumes(),
+    }
     if deployment.gpu:
         # Extended resources are given in limits (a request, if any, must equal the limit).
         resources["requests"]["nvidia.com/gpu"] = "1"
@@ -83,7 +89,10 @@ def backend_statefulset(deployment: Deployment) -> Manifest:
         "ports": [{"name": "http", "containerPort": port}],
         "env": [*_env(deployment.backend_env), token],
         "resources": resources,
-        "volumeMounts": [{"name": CACHE_CLAIM, "mountPath": deployment.cache_path}],
+        "volumeMounts": [
+            {"name": CACHE_CLAIM, "mountPath": deployment.cache_path},
+            *BACKEND_CONFINEMENT.kubernetes_mounts(),
+        ],
         # /health answers 503 until the model is loaded: the startup probe allows for a first
         # download; after it, readiness takes a replica out of the service, liveness restarts one
         # that has stopped answering or reports an error.
@@ -92,7 +101,7 @@ def backend_statefulset(deployment: Deployment) -> Manifest:
         ),
         "readinessProbe": _http_probe(port, 5, 3),
         "livenessProbe": _http_probe(port, 10, 6),
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": kubernetes_container_security(),
     }
     selector = {"app.kubernetes.io/name": BACKEND}
     return {
@@ -158,7 +167,8 @@ def frontend_deployment(deployment: Deployment) -> Manifest:
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "readinessProbe": _http_probe(port, 5, 3),
         "livenessProbe": _http_probe(port, 10, 6),
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": kubernetes_container_security(),
+        "volumeMounts": FRONTEND_CONFINEMENT.kubernetes_mounts(),
     }
     return {
         "apiVersion": "apps/v1",
@@ -169,7 +179,11 @@ def frontend_deployment(deployment: Deployment) -> Manifest:
             "selector": {"matchLabels": {"app.kubernetes.io/name": FRONTEND}},
             "template": {
                 "metadata": {"labels": _labels(deployment, FRONTEND)},
-                "spec": {"securityContext": _security(SERVICE_UID), "containers": [container]},
+                "spec": {
+                    "securityContext": kubernetes_pod_security(),
+                    "volumes": FRONTEND_CONFINEMENT.kubernetes_volumes(),
+                    "containers": [container],
+                },
             },
         },
     }

@@ -4,7 +4,6 @@ Kubernetes client's models."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,21 +13,17 @@ import yaml
 from kubernetes import client as k8s
 
 from orchestrator.containers.container_spec import MODEL_CACHE_PATH
-from orchestrator.testing import CANARY_TOKEN, run_orchestrator, stack_env, unique_project
-from testsupport.gate import Unavailable, require
+from orchestrator.testing import (
+    CANARY_TOKEN,
+    docker_compose_path,
+    publish_into,
+    run_orchestrator,
+    stack_env,
+    unique_project,
+)
+from testsupport.gate import require
 
 MODEL_LOAD_S = 30 * 60
-
-
-def _publish(tmp_path: Path, *args: str, extra: dict[str, str] | None = None) -> Path:
-    output = tmp_path / "deploy"
-    env = stack_env(
-        tmp_path, unique_project(), {"MOSHI_PORT": "8998", "APP_PORT": "8010", **(extra or {})}
-    )
-    result = run_orchestrator(["publish", "--output", str(output), *args], env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert CANARY_TOKEN not in result.stdout + result.stderr
-    return output
 
 
 def _all_text(directory: Path) -> str:
@@ -69,8 +64,49 @@ def _probe_seconds(probe: Any) -> int:
     return int(probe.period_seconds * probe.failure_threshold)
 
 
+# Volume types the "restricted" Pod Security Standard allows (the client's attribute names).
+_RESTRICTED_VOLUMES = {
+    "config_map",
+    "csi",
+    "downward_api",
+    "empty_dir",
+    "ephemeral",
+    "persistent_volume_claim",
+    "projected",
+    "secret",
+}
+
+
+def _assert_restricted(pod: k8s.V1PodSpec, scratch: set[str]) -> None:
+    """The "restricted" Pod Security Standard, a read-only root, and emptyDir volumes mounted at
+    the scratch directories the service writes."""
+    context = pod.security_context
+    assert context.run_as_non_root is True and context.run_as_user == 10001
+    assert context.seccomp_profile.type == "RuntimeDefault"
+    assert not (pod.host_network or pod.host_pid or pod.host_ipc)
+    volumes = {}
+    for volume in pod.volumes or []:
+        kinds = {name for name in k8s.V1Volume.attribute_map if getattr(volume, name)} - {"name"}
+        assert kinds <= _RESTRICTED_VOLUMES, kinds
+        volumes[volume.name] = volume
+    for container in pod.containers:
+        security = container.security_context
+        assert security.allow_privilege_escalation is False
+        assert security.capabilities.drop == ["ALL"] and not security.capabilities.add
+        assert not security.privileged and security.run_as_user in (None, 10001)
+        assert security.read_only_root_filesystem is True
+        assert all(not port.host_port for port in container.ports)
+        # A StatefulSet's claims (the model cache) are not pod volumes.
+        mounted = {
+            m.mount_path
+            for m in container.volume_mounts
+            if m.name in volumes and volumes[m.name].empty_dir
+        }
+        assert mounted == scratch
+
+
 def test_kubernetes_manifests_load_into_the_client_models(tmp_path: Path) -> None:
-    output = _publish(tmp_path, "--image-tag", "1.2.3", "--image-prefix", "registry.example/pp")
+    output = publish_into(tmp_path, "--image-tag", "1.2.3", "--image-prefix", "registry.example/pp")
     assert CANARY_TOKEN not in _all_text(output)
     found = _manifests(output)
     assert sorted(found) == [
@@ -91,8 +127,7 @@ def test_kubernetes_manifests_load_into_the_client_models(tmp_path: Path) -> Non
     assert _probe_seconds(container.liveness_probe) < 120
     # The model cache: a claim per replica, mounted where the image keeps its HF cache.
     (claim,) = backend.spec.volume_claim_templates
-    (mount,) = container.volume_mounts
-    assert mount.name == claim.metadata.name
+    (mount,) = (m for m in container.volume_mounts if m.name == claim.metadata.name)
     assert claim.spec.resources.requests["storage"] == "50Gi"
     assert mount.mount_path == MODEL_CACHE_PATH
     env = {variable.name: variable for variable in container.env}
@@ -102,6 +137,7 @@ def test_kubernetes_manifests_load_into_the_client_models(tmp_path: Path) -> Non
     assert env["HF_TOKEN"].value_from.secret_key_ref.key == "HF_TOKEN"
     # The non-root image can write the claim.
     assert pod.security_context.run_as_non_root and pod.security_context.fs_group == 10001
+    _assert_restricted(pod, {"/tmp", "/data/certs"})
 
     service: k8s.V1Service = found["Service/moshi-backend"]
     assert service.spec.selector.items() <= backend.spec.template.metadata.labels.items()
@@ -116,12 +152,13 @@ def test_kubernetes_manifests_load_into_the_client_models(tmp_path: Path) -> Non
     assert "MOSHI_WS_URLS" not in frontend_env and "HF_TOKEN" not in frontend_env
     assert web.readiness_probe.http_get.path == "/health"
     assert web.readiness_probe.http_get.port == 8010
+    _assert_restricted(frontend.spec.template.spec, {"/tmp", "/home/app/certs"})
     front_service: k8s.V1Service = found["Service/frontend"]
     assert front_service.spec.selector.items() <= frontend.spec.template.metadata.labels.items()
 
 
 def test_replicas_give_the_frontend_every_backend_by_name(tmp_path: Path) -> None:
-    found = _manifests(_publish(tmp_path, "--backend-replicas", "3"))
+    found = _manifests(publish_into(tmp_path, "--backend-replicas", "3"))
     backend = found["StatefulSet/moshi-backend"]
     assert backend.spec.replicas == 3
     headless = found["Service/moshi-backend-pods"]
@@ -132,21 +169,15 @@ def test_replicas_give_the_frontend_every_backend_by_name(tmp_path: Path) -> Non
 
 
 def test_without_a_gpu_nothing_asks_for_one(tmp_path: Path) -> None:
-    output = _publish(tmp_path, "--gpu", "off")
+    output = publish_into(tmp_path, "--gpu", "off")
     text = _all_text(output)
-    assert "nvidia.com/gpu" not in text and "capabilities" not in text
-
-
-def _docker_compose() -> str:
-    path = shutil.which("docker-compose")
-    if path is None:
-        raise Unavailable("no docker-compose on PATH (Debian: apt-get install docker-compose)")
-    return path
+    # Neither the device plugin's resource nor compose's device reservation (`capabilities: [gpu]`).
+    assert "nvidia" not in text and "- gpu" not in text
 
 
 def test_docker_compose_reads_the_compose_file_and_env_template(tmp_path: Path) -> None:
-    compose = require("docker-compose", _docker_compose)
-    output = _publish(tmp_path, "--image-tag", "1.2.3")
+    compose = require("docker-compose", docker_compose_path)
+    output = publish_into(tmp_path, "--image-tag", "1.2.3")
     template = (output / ".env.example").read_text()
     assert "HF_TOKEN=\n" in template and CANARY_TOKEN not in template
     result = subprocess.run(
@@ -179,6 +210,13 @@ def test_docker_compose_reads_the_compose_file_and_env_template(tmp_path: Path) 
     assert frontend["depends_on"]["moshi-backend"]["condition"] == "service_healthy"
     assert frontend["ports"][0]["published"] in (8010, "8010")
     assert CANARY_TOKEN not in result.stdout
+    # Both confined as `up` confines them (compose_up_test runs them so).
+    for service, scratch in ((backend, "/data/certs"), (frontend, "/home/app/certs")):
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+        assert service["security_opt"] == ["no-new-privileges:true"]
+        assert sorted(entry.split(":")[0] for entry in service["tmpfs"]) == sorted(
+            ["/tmp", scratch]
+        )
 
 
 @pytest.mark.parametrize("replicas", ["0", "-1"])

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 import docker
 
 from orchestrator import events
+from orchestrator.containers.confinement import BACKEND_CONFINEMENT
 from orchestrator.containers.container_spec import ContainerSpec
 from orchestrator.containers.engine import Action, BaseImageUnavailable, DockerEngine
 from orchestrator.containers.service_images import (
@@ -96,6 +97,7 @@ async def _start_container(
         container_port=s.moshi_port,
         publish_host=s.publish_host,
         host_port=s.moshi_port,
+        confinement=BACKEND_CONFINEMENT,
         volume=s.hf_cache_volume,
         gpu=gpu,
         persistent=s.persistent,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from orchestrator import events
+from orchestrator.containers.confinement import FRONTEND_CONFINEMENT
 from orchestrator.containers.container_spec import ContainerSpec
 from orchestrator.containers.engine import DockerEngine
 from orchestrator.containers.service_images import (
@@ -68,6 +69,7 @@ async def _start_container(
         container_port=s.app_port,
         publish_host=s.app_host,
         host_port=s.app_port,
+        confinement=FRONTEND_CONFINEMENT,
         network=stack.network,
         port_option="--app-port (APP_PORT)",
     )
