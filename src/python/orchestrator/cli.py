@@ -101,7 +101,7 @@ async def _run(
         )
     # `build` and `up` report through the event hub: progress bars, build output, services.
     hub = EventHub()
-    hub.subscribe(printer)
+    hub.attach(printer, "terminal")
     hub_task = asyncio.create_task(hub.run(), name="event-hub")
     hub.bind()
     try:
@@ -117,5 +117,6 @@ async def _run(
         return await up(settings, hub, run_state, environ, masker)
     finally:
         await hub.drain()
+        await hub.close_sinks()
         hub_task.cancel()
         printer.close()

@@ -34,7 +34,7 @@ async def up(
     archive = LogArchive(
         masker, {name: str(run_state.log_path(name)) for name in (events.BACKEND, events.FRONTEND)}
     )
-    hub.subscribe(archive)
+    archive_sink = hub.attach(archive, "log archive")
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[int] = loop.create_future()
 
@@ -54,6 +54,8 @@ async def up(
         if dashboard is not None:
             await dashboard.stop()
         await hub.drain()
+        # Detached first: a late event must not reopen (and truncate) a closed log file.
+        await hub.detach(archive_sink)
         archive.close()
 
 
