@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class LogsStream(str, Enum):
+    """Who may read the server's events on /ws/logs."""
+
+    LOOPBACK = "loopback"  # browsers on this machine only: development, `up`
+    ON = "on"
+    OFF = "off"
 
 
 class FrontendSettings(BaseSettings):
@@ -35,6 +44,8 @@ class FrontendSettings(BaseSettings):
     # With MOSHI_USE_SSL the frontend serves HTTPS with cert.pem/key.pem from here (made if absent).
     app_ssl_dir: Path = Path("certs")
     log_replay_events: int = Field(default=200, ge=0, le=10_000)
+    # A published frontend serves remote browsers, which get no server events by default.
+    app_logs_stream: LogsStream = LogsStream.LOOPBACK
     backend_poll_interval_s: float = Field(default=5.0, gt=0, le=300)
     otel_exporter_otlp_endpoint: str | None = None
 

@@ -19,6 +19,7 @@ from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.selection import create_engine
 from moshi_backend.server import ChatServer
 from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName
+from moshi_protocol.privacy import redact_logging_handlers
 from stack_settings.report import report_invalid_settings
 from stack_telemetry.otel import setup_telemetry
 from stack_tls.certificates import server_ssl_context
@@ -131,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The access log's request lines carry chat URLs with the persona in their query.
+    redact_logging_handlers()
     try:
         settings = load_settings(argv)
     except ValidationError as error:
