@@ -33,18 +33,6 @@ class RelayStats:
     close_reason: str = ""
 
 
-def _client_ssl(url: str, trust_self_signed: bool) -> ssl.SSLContext | bool:
-    if not url.startswith("wss://"):
-        return True
-    if trust_self_signed:
-        # Explicitly configured (MOSHI_TRUST_SELF_SIGNED): the backend's own self-signed pair.
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return True
-
-
 async def _refuse(browser: WebSocket, reason: str, code: CloseCode) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         await asyncio.wait_for(browser.send_bytes(encode(MessageKind.ERROR, reason)), 5)
@@ -83,7 +71,9 @@ async def _backend_to_browser(
             return
 
 
-async def relay(browser: WebSocket, backend_chat_url: str, trust_self_signed: bool) -> RelayStats:
+async def relay(
+    browser: WebSocket, backend_chat_url: str, backend_ssl: ssl.SSLContext | bool
+) -> RelayStats:
     """Accept the browser, connect upstream with the same query, relay until either side ends."""
     await browser.accept()
     stats = RelayStats()
@@ -101,7 +91,7 @@ async def relay(browser: WebSocket, backend_chat_url: str, trust_self_signed: bo
         try:
             backend = await http.ws_connect(
                 url,
-                ssl=_client_ssl(url, trust_self_signed),
+                ssl=backend_ssl,
                 heartbeat=_HEARTBEAT_S,
                 max_msg_size=_MAX_MESSAGE_BYTES,
             )

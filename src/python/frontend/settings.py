@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stack_tls.certificates import pinned_client_context
 
 
 class LogsStream(str, Enum):
@@ -38,8 +41,9 @@ class FrontendSettings(BaseSettings):
     moshi_backend_url: str = ""
     # Browsers use /proxy/moshi instead of connecting directly (always so with MOSHI_USE_SSL).
     moshi_proxy: bool = False
-    # Accept the backend's self-signed certificate in the proxy; only when explicitly asked.
-    moshi_trust_self_signed: bool = False
+    # The certificate the relay and the backend client trust for the backend (the stack's own
+    # self-signed one, pinned); unset: the system's certificate authorities.
+    moshi_trust_cert: Path | None = None
     app_reload: bool = False
     # With MOSHI_USE_SSL the frontend serves HTTPS with cert.pem/key.pem from here (made if absent).
     app_ssl_dir: Path = Path("certs")
@@ -75,6 +79,13 @@ class FrontendSettings(BaseSettings):
                 raise ValueError(f"{url!r} is not a ws:// or wss:// URL")
         return value
 
+    @field_validator("moshi_trust_cert")
+    @classmethod
+    def _is_a_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file (a PEM certificate to trust)")
+        return value
+
     @field_validator("moshi_backend_url")
     @classmethod
     def _is_http_url(cls, value: str) -> str:
@@ -95,6 +106,13 @@ class FrontendSettings(BaseSettings):
             scheme = "https" if parts.scheme == "wss" else "http"
             object.__setattr__(self, "moshi_backend_url", f"{scheme}://{parts.netloc}")
         return self
+
+    def backend_ssl(self) -> ssl.SSLContext | bool:
+        """How this server verifies the backend's TLS: the pinned certificate, or the system's
+        authorities (True)."""
+        if self.moshi_trust_cert is None:
+            return True
+        return pinned_client_context(self.moshi_trust_cert)
 
     @property
     def backend_chat_url(self) -> str:

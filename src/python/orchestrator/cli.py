@@ -32,6 +32,7 @@ from orchestrator.processes.local_process import LocalLauncher
 from orchestrator.processes.run_state import RunState, state_home
 from orchestrator.settings import StackSettings, load_settings
 from stack_settings.report import report_invalid_settings
+from stack_tls.certificates import CERT_FILE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +80,11 @@ async def _run(
 
     if command == "status":
         return await status(
-            settings, run_state, probe=HttpProbe(), connect_docker=connect_docker, say=say
+            settings,
+            run_state,
+            probe=HttpProbe(run_state.certs_dir / CERT_FILE),
+            connect_docker=connect_docker,
+            say=say,
         )
     if command == "down":
         return await down(

@@ -4,6 +4,7 @@ import asyncio
 import json
 import re
 import signal
+import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from orchestrator.testing import (
     stack_env,
     unique_project,
 )
-from testsupport.polling import http_status
+from testsupport.polling import http_status, wait_for
 
 # Where Pants puts the PEX files in this test's sandbox (runtime_package_dependencies).
 SERVER_PEX = "src.python.moshi_backend/server-loopback.pex"
@@ -245,14 +246,46 @@ def test_prod_runs_the_frontend_as_a_container_wired_to_the_backend(stack: Docke
     assert stack.containers() == []
 
 
-def _ok(url: str) -> bytes:
-    answer = http_status(url)
+def test_prod_with_ssl_runs_both_containers_on_the_stacks_pinned_pair(stack: DockerStack) -> None:
+    port, app_port = stack.env["MOSHI_PORT"], stack.env["APP_PORT"]
+    with orchestrator_process(["up", "--prod", "--ssl"], stack.env, stack.project) as orchestrator:
+        orchestrator.wait_output(UP_LINE, timeout_s=300)
+        certs = Path(stack.env["XDG_STATE_HOME"]) / "personaplex" / stack.project / "certs"
+        # Clients trust exactly the stack's certificate: both services serve it.
+        pinned = ssl.create_default_context(cafile=str(certs / "cert.pem"))
+        assert _ok(f"https://127.0.0.1:{port}/health", pinned)
+        # The frontend container reached the backend by its name over TLS, trusting the pair.
+        health = json.loads(_ok(f"https://127.0.0.1:{app_port}/health", pinned))
+        assert health["backend"]["reachable"] is True, health
+        asyncio.run(_echo_through(f"wss://127.0.0.1:{app_port}/proxy/moshi", pinned))
+        for name in ("moshi-backend", "frontend"):
+            container = stack.service(name)
+            certs_dir = "/data/certs" if name == "moshi-backend" else "/home/app/certs"
+            owner = container.exec_run(["stat", "-c", "%u %a", f"{certs_dir}/key.pem"]).output
+            assert isinstance(owner, bytes) and owner.decode().split() == ["10001", "600"]
+            # Docker's own health check talks TLS to the service, pinned to its certificate.
+            _wait_docker_healthy(container)
+        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
+
+
+def _wait_docker_healthy(container: Container) -> None:
+    def healthy() -> bool | None:
+        container.reload()
+        return (
+            True if container.attrs["State"].get("Health", {}).get("Status") == "healthy" else None
+        )
+
+    wait_for(healthy, what=f"{container.name}'s Docker health check", timeout_s=60)
+
+
+def _ok(url: str, ssl_context: ssl.SSLContext | None = None) -> bytes:
+    answer = http_status(url, ssl_context)
     assert answer is not None and answer[0] == 200, (url, answer)
     return answer[1]
 
 
-async def _echo_through(url: str) -> None:
-    async with ChatClient.connect(url) as client:
+async def _echo_through(url: str, ssl_context: ssl.SSLContext | None = None) -> None:
+    async with ChatClient.connect(url, ssl_context=True) as client:
         await client.handshake()
         for page in ogg_pages(tone(0.8)):
             await client.send_audio(page)

@@ -73,6 +73,11 @@ class RunState:
         self.directory = directory / project
         self.path = directory / f"{project}.json"
 
+    @property
+    def certs_dir(self) -> Path:
+        """The stack's own certificate pair (MOSHI_USE_SSL), kept across runs."""
+        return self.directory / "certs"
+
     def log_path(self, service: str) -> Path:
         return self.directory / "logs" / f"{service}.log"
 

@@ -20,6 +20,7 @@ from orchestrator.stack.container_service import announce_build, run_container_s
 from orchestrator.stack.context import StackContext
 from orchestrator.stack.health_gating import answers_200
 from orchestrator.stack.process_service import ProcessService, run_process_service
+from orchestrator.stack.tls import container_tls
 
 
 async def start_frontend(
@@ -37,6 +38,7 @@ async def start_frontend(
         backend_host=backend.host,
         backend_port=backend.port,
         pythonpath=stack.pythonpath(),
+        certs_dir=str(stack.run_state.certs_dir),
     )
     endpoint = Endpoint(reachable_host(s.app_host), s.app_port, stack.scheme)
     service = ProcessService(stack, events.FRONTEND, "frontend", env, endpoint, answers_200)
@@ -58,6 +60,7 @@ async def _start_container(
         backend_host=backend.host,
         backend_port=backend.port,
         backend_address=stack.container_name(events.BACKEND),
+        certs_dir=FRONTEND_IMAGE.certs_dir,
     )
     # Not persistent, like the frontend process: it lives as long as this `up`.
     spec = ContainerSpec(
@@ -70,6 +73,7 @@ async def _start_container(
         host_port=s.app_port,
         network=stack.network,
         port_option="--app-port (APP_PORT)",
+        tls=container_tls(stack, FRONTEND_IMAGE),
     )
     container = (await engine.run(spec, stack.session)).container
     await stack.say(f"frontend container {container.short_id} created")
