@@ -285,7 +285,8 @@ def _ok(url: str, ssl_context: ssl.SSLContext | None = None) -> bytes:
 
 
 async def _echo_through(url: str, ssl_context: ssl.SSLContext | None = None) -> None:
-    async with ChatClient.connect(url, ssl_context=True) as client:
+    trust: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+    async with ChatClient.connect(url, ssl_context=trust) as client:
         await client.handshake()
         for page in ogg_pages(tone(0.8)):
             await client.send_audio(page)
