@@ -59,7 +59,9 @@ def create_app(settings: FrontendSettings, logs: LogBroadcast | None = None) -> 
         telemetry = await asyncio.to_thread(
             setup_telemetry, "frontend", settings.otel_exporter_otlp_endpoint
         )
-        async with httpx.AsyncClient(verify=backend_ssl) as http:
+        async with httpx.AsyncClient(
+            verify=backend_ssl, headers=settings.backend_headers()
+        ) as http:
             backend_client = BackendClient(settings.moshi_backend_url, http)
             pool = BackendPool(backends_of(settings), http)
             app.state.frontend = AppState(

@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 from fastapi.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import WebSocketDenialResponse
 
 from frontend.app import create_app
 from frontend.settings import FrontendSettings, LogsStream
@@ -91,11 +91,11 @@ def test_a_client_off_this_machine_gets_server_events_only_when_on(
             with client.websocket_connect("/ws/logs"):
                 pass
         else:
-            with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(
+            with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect(
                 "/ws/logs"
             ):
                 pass
-            assert refused.value.code == 1008 and "APP_LOGS_STREAM" in refused.value.reason
+            assert refused.value.status_code == 403 and "APP_LOGS_STREAM" in refused.value.text
 
 
 async def test_off_refuses_this_machine_too() -> None:

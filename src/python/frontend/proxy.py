@@ -7,6 +7,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -72,7 +73,10 @@ async def _backend_to_browser(
 
 
 async def relay(
-    browser: WebSocket, backend_chat_url: str, backend_ssl: ssl.SSLContext | bool
+    browser: WebSocket,
+    backend_chat_url: str,
+    backend_ssl: ssl.SSLContext | bool,
+    backend_headers: Mapping[str, str],
 ) -> RelayStats:
     """Accept the browser, connect upstream with the same query, relay until either side ends."""
     await browser.accept()
@@ -92,6 +96,7 @@ async def relay(
             backend = await http.ws_connect(
                 url,
                 ssl=backend_ssl,
+                headers=backend_headers,
                 heartbeat=_HEARTBEAT_S,
                 max_msg_size=_MAX_MESSAGE_BYTES,
             )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stack_tls.certificates import pinned_client_context
@@ -52,10 +52,22 @@ class FrontendSettings(BaseSettings):
     app_logs_stream: LogsStream = LogsStream.LOOPBACK
     backend_poll_interval_s: float = Field(default=5.0, gt=0, le=300)
     otel_exporter_otlp_endpoint: str | None = None
+    # Pages of other origins that may open /proxy/moshi and /ws/logs (comma-separated); the
+    # frontend's own pages always may.
+    moshi_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # The key the backend requires (MOSHI_API_KEY there too): the relay adds it, browsers never
+    # see it, so they go through the relay.
+    moshi_api_key: SecretStr | None = None
 
     @property
     def use_proxy(self) -> bool:
-        return self.moshi_proxy or self.moshi_use_ssl
+        return self.moshi_proxy or self.moshi_use_ssl or self.moshi_api_key is not None
+
+    def backend_headers(self) -> dict[str, str]:
+        """What the relay and the backend client add to every request to the backend."""
+        if self.moshi_api_key is None:
+            return {}
+        return {"Authorization": f"Bearer {self.moshi_api_key.get_secret_value()}"}
 
     @field_validator("moshi_ws_url")
     @classmethod
@@ -64,7 +76,7 @@ class FrontendSettings(BaseSettings):
             raise ValueError("must be a ws:// or wss:// URL")
         return value
 
-    @field_validator("moshi_ws_urls", mode="before")
+    @field_validator("moshi_ws_urls", "moshi_allowed_origins", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
@@ -78,6 +90,11 @@ class FrontendSettings(BaseSettings):
             if not url.startswith(("ws://", "wss://")):
                 raise ValueError(f"{url!r} is not a ws:// or wss:// URL")
         return value
+
+    @field_validator("moshi_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("moshi_trust_cert")
     @classmethod

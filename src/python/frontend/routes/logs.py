@@ -7,17 +7,18 @@ import asyncio
 import contextlib
 import ipaddress
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.datastructures import Address
 
 from frontend.deps import LogsDep, SettingsDep
 from frontend.log_broadcast import LogSubscriber
 from frontend.settings import FrontendSettings, LogsStream
+from frontend.upgrades import page_refusal, refuse_upgrade
 
 router = APIRouter(tags=["logs"])
 
 _SEND_TIMEOUT_S = 5.0
-_REFUSED = "server events are not shared with this address (APP_LOGS_STREAM)"
+_NOT_SHARED = "server events are not shared with this address (APP_LOGS_STREAM)"
 
 
 async def _pump(websocket: WebSocket, subscriber: LogSubscriber) -> None:
@@ -45,9 +46,11 @@ def may_read_logs(settings: FrontendSettings, client: Address | None) -> bool:
 
 @router.websocket("/ws/logs")
 async def stream_logs(websocket: WebSocket, logs: LogsDep, settings: SettingsDep) -> None:
-    if not may_read_logs(settings, websocket.client):
-        # Refused before the upgrade: the browser sees 403.
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=_REFUSED)
+    refusal = page_refusal(websocket, settings)
+    if refusal is None and not may_read_logs(settings, websocket.client):
+        refusal = _NOT_SHARED
+    if refusal is not None:
+        await refuse_upgrade(websocket, refusal)
         return
     await websocket.accept()
     with logs.subscribe() as subscriber:
