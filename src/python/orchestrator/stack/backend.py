@@ -20,7 +20,11 @@ from orchestrator.environments import container_environment, local_backend_envir
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import Level
 from orchestrator.settings import BackendMode, EngineChoice, GpuMode
-from orchestrator.stack.container_service import announce_build, run_container_service
+from orchestrator.stack.container_service import (
+    announce_build,
+    run_container_service,
+    start_container,
+)
 from orchestrator.stack.context import StackContext
 from orchestrator.stack.process_service import ProcessService, run_process_service
 from orchestrator.stack.tls import container_tls
@@ -106,7 +110,7 @@ async def _start_container(
         network=stack.network,
         tls=container_tls(stack, BACKEND_IMAGE),
     )
-    outcome = await engine.run(spec, stack.session)
+    start, outcome = await start_container(stack, owned, engine, spec)
     if outcome.gpu_fallback:
         await stack.say(
             "GPU requested (MOSHI_GPU=on) but the Docker engine cannot provide one "
@@ -118,6 +122,7 @@ async def _start_container(
     endpoint = await run_container_service(
         stack,
         owned,
+        start,
         container,
         name=events.BACKEND,
         image=image,

@@ -16,7 +16,11 @@ from orchestrator.containers.service_images import (
 from orchestrator.endpoints import Endpoint, reachable_host
 from orchestrator.environments import frontend_container_environment, frontend_environment
 from orchestrator.errors import OrchestratorError
-from orchestrator.stack.container_service import announce_build, run_container_service
+from orchestrator.stack.container_service import (
+    announce_build,
+    run_container_service,
+    start_container,
+)
 from orchestrator.stack.context import StackContext
 from orchestrator.stack.health_gating import answers_200
 from orchestrator.stack.process_service import ProcessService, run_process_service
@@ -75,11 +79,13 @@ async def _start_container(
         port_option="--app-port (APP_PORT)",
         tls=container_tls(stack, FRONTEND_IMAGE),
     )
-    container = (await engine.run(spec, stack.session)).container
+    start, outcome = await start_container(stack, owned, engine, spec)
+    container = outcome.container
     await stack.say(f"frontend container {container.short_id} created")
     await run_container_service(
         stack,
         owned,
+        start,
         container,
         name=events.FRONTEND,
         image=image,
