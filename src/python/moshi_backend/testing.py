@@ -67,7 +67,7 @@ async def backend_in_loop(
         yield BackendInLoop(server, str(http_server.make_url("")).rstrip("/"), http_server)
     finally:
         await http_server.close()
-        server.shutdown()
+        await server.shutdown()
 
 
 def tone(seconds: float, hz: float = 440.0, amplitude: float = 0.5) -> Pcm:
