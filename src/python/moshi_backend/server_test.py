@@ -1,11 +1,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import gc
 import os
-import socket
 import struct
 import threading
 import time
@@ -19,7 +17,14 @@ import pytest
 from moshi_backend.engines.base import EngineInfo, ProgressCallback, StepResult
 from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
 from moshi_backend.server import ServerOptions
-from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages, tone
+from moshi_backend.testing import (
+    BackendInLoop,
+    backend_in_loop,
+    ogg_pages,
+    raw_chat_socket,
+    reset_connection,
+    tone,
+)
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import MAX_MESSAGE_BYTES, CloseCode, MessageKind, encode
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
@@ -238,32 +243,14 @@ async def test_engine_behind_real_time_drops_oldest_input_instead_of_lagging() -
     assert audio_messages <= sent_frames - dropped
 
 
-def _raw_upgrade(url: str) -> socket.socket:
-    host, port = url.split("//")[1].split("/")[0].split(":")
-    sock = socket.create_connection((host, int(port)), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /api/chat HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(4096)
-    assert b" 101 " in response.split(b"\r\n")[0]
-    return sock
-
-
 async def test_reset_in_the_middle_of_a_message_frees_the_session(backend: BackendInLoop) -> None:
-    sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
+    sock = await asyncio.to_thread(raw_chat_socket, backend.chat_url)
     async with asyncio.timeout(10):
         while backend.server.active_sessions == 0:
             await asyncio.sleep(0.02)
     # Header of a masked 1000-byte binary frame, then 10 bytes of it, then a TCP reset.
     sock.sendall(bytes([0x82, 0x80 | 126]) + struct.pack("!H", 1000) + os.urandom(4 + 10))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
+    reset_connection(sock)
     await backend.wait_idle()
     await _still_serves(backend)
 
@@ -311,7 +298,7 @@ async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
     # No close frame, no reset, no pong: a laptop whose network went away.
     options = ServerOptions(heartbeat_s=0.5)
     async with backend_in_loop(LoopbackEngine(), options) as backend:
-        sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
+        sock = await asyncio.to_thread(raw_chat_socket, backend.chat_url)
         try:
             async with asyncio.timeout(10):
                 while backend.server.active_sessions == 0:

@@ -98,6 +98,11 @@ class ModelEngine(Engine):
             raise EngineError("the model is not loaded yet")
         return self._loaded
 
+    @property
+    def conversations(self) -> int:
+        """Slots taken now: conversations open, prompting or live."""
+        return self._serving.slots.in_use if self._serving is not None else 0
+
     def observe_steps(self, observer: StepObserver) -> None:
         self._step_observers.append(observer)
 

@@ -21,13 +21,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from moshi_backend.engines.base import EngineError, Pcm, StepObserver
-from moshi_backend.engines.model.batch_step import BatchStepper, FrameOut
+from moshi_backend.engines.model.batch_step import FrameOut
 from moshi_backend.engines.model.prompts import PromptStep
 from moshi_backend.engines.model.sampling import Sampling
 
@@ -38,6 +38,21 @@ FRAME_S = 0.08
 _INBOX_FRAMES = 2
 _IDLE_WAIT_S = 1.0
 _STOP_WAIT_S = 10.0
+
+
+class Stepper(Protocol):
+    """What the loop drives (BatchStepper; a fake in tests)."""
+
+    def assign(self, slot: int, sampling: Sampling, seed: int) -> None:
+        ...
+
+    def reset(self, slots: list[int]) -> None:
+        ...
+
+    def step(
+        self, live: Mapping[int, Pcm], prompting: Mapping[int, PromptStep]
+    ) -> dict[int, FrameOut]:
+        ...
 
 
 @dataclass
@@ -79,7 +94,7 @@ class _Work:
 class StepLoop:
     def __init__(
         self,
-        stepper: BatchStepper,
+        stepper: Stepper,
         *,
         step_estimate_s: float,
         observer: StepObserver | None = None,
@@ -134,6 +149,11 @@ class StepLoop:
         with self._cond:
             self._check_running()
             conversation = self._slots.get(slot)
+            joining = any(
+                isinstance(c, _Join) and c.conversation.ticket == ticket for c in self._commands
+            )
+            if joining:
+                raise EngineError("the persona prompt is still running")
             if conversation is None or conversation.ticket != ticket:
                 raise EngineError("this conversation has ended")
             if conversation.prompt:
