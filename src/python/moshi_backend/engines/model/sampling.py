@@ -9,6 +9,7 @@ without one, the process-wide generator is used, exactly as sample_token does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -69,5 +70,21 @@ def draw(
 ) -> torch.Tensor:
     """One token id per row of candidates [..., k] -> [...], from generator's stream."""
     picked = multinomial(probs, num_samples=1, generator=generator)
+    token: torch.Tensor = indices.gather(-1, picked)[..., 0]
+    return token
+
+
+def draw_rows(
+    probs: torch.Tensor, indices: torch.Tensor, generators: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """draw() of each row of candidates [rows, k] from its own generator -> [rows].
+
+    multinomial's arithmetic (the argmax of p / Exp(1)) done once for all rows; only the noise is
+    drawn row by row, k numbers from each row's stream, as draw() takes them.
+    """
+    noise = torch.empty_like(probs)
+    for row, generator in enumerate(generators):
+        noise[row].exponential_(1, generator=generator)
+    picked = (probs / noise).argmax(dim=-1, keepdim=True)
     token: torch.Tensor = indices.gather(-1, picked)[..., 0]
     return token

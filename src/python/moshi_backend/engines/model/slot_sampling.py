@@ -3,8 +3,8 @@
 A conversation must not depend on the others that share its batch: the same seed gives the same
 tokens alone or beside others. So each slot draws from a torch.Generator of its own, seeded by its
 conversation, never from the process-wide one. The softmax and top-k of the slots that share
-parameters run as one batch (row by row the same numbers as one row alone); only the draw is made
-per slot, taking from the slot's stream exactly what sample_token would take.
+parameters run as one batch (row by row the same numbers as one row alone); only the noise of the
+draw comes slot by slot, as many numbers from the slot's stream as sample_token would take.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from moshi_backend.engines.model.sampling import Sampling, candidates, draw
+from moshi_backend.engines.model.sampling import Sampling, candidates, draw_rows
 
 
 class SlotSampling:
@@ -51,9 +51,6 @@ class SlotSampling:
         for (temperature, top_k), members in groups.items():
             rows = torch.tensor(members, device=logits.device)
             probs, indices = candidates(logits[rows], temperature, top_k)
-            picked = [
-                draw(probs[index : index + 1], indices[index : index + 1], self._generators[slot])
-                for index, slot in enumerate(members)
-            ]
-            tokens[rows] = torch.cat(picked)
+            generators = [self._generators[slot] for slot in members]
+            tokens[rows] = draw_rows(probs, indices, generators)
         return tokens
