@@ -230,3 +230,20 @@ async def test_the_moshi_engine_serves_slots_side_by_side(tmp_path: Path) -> Non
         alone = await converse(backend, tom)
         together = await asyncio.gather(converse(backend, ann), converse(backend, tom))
     assert together[1] == alone and together[0] != alone
+
+
+async def test_shutdown_ends_every_conversation_and_frees_its_slot(tiny: Path) -> None:
+    engine = cpu_engine(tiny, max_sessions=2)
+    async with backend_in_loop(engine) as backend:
+        write_long_voice(engine)
+        async with ChatClient.connect(backend.chat_url, JANE) as live, ChatClient.connect(
+            backend.chat_url, {"voice_prompt": _LONG_VOICE}
+        ) as prompting:
+            await live.handshake(timeout_s=180)
+            assert engine.conversations == 2  # one live, one still in its long persona prompt
+            stopping = asyncio.create_task(backend.stop())
+            for client in (live, prompting):
+                closed = await client.closed_reason(timeout_s=60)
+                assert closed.close_code == CloseCode.GOING_AWAY
+            await stopping
+        assert engine.conversations == 0
