@@ -5,8 +5,9 @@ depformer, per-slot sampling) and Mimi decode of every slot, here with every slo
 weights of the real shapes (no download), bf16, through the engine's own batch stepper, with CUDA
 graphs on and off; per batch size p50/p99 and peak GPU memory, then the largest batch whose p50
 stays within 80 ms (real time) and within 40 ms. `--config tiny --device cpu` runs the same code
-on the test checkpoint's shapes and prints the batching gain there: one step at B=4 against four
-steps at B=1.
+on the test checkpoint's shapes, every batch size on its own copy of the model, stepped in turn
+(the load of a shared CPU changes by the second), and prints the batching gain there: one step at
+B=4 against four steps at B=1.
 
     ./pants run src/python/moshi_backend/bench/model_step.py -- --steps 200
     ./pants run src/python/moshi_backend/bench/model_step.py -- --config tiny --device cpu
@@ -74,29 +75,58 @@ def _models(config: str, device: torch.device) -> tuple[LMModel, MimiModel]:
     return lm, mimi
 
 
-def run(lm: LMModel, mimi: MimiModel, batch: int, graphs: bool, steps: int, warmup: int) -> Result:
+class _Batch:
+    """B slots, every one live, on a model: one timed step at a time."""
+
+    def __init__(self, lm: LMModel, mimi: MimiModel, batch: int, graphs: bool) -> None:
+        self.batch, self.graphs = batch, graphs
+        self._streaming = contextlib.ExitStack()
+        self._streaming.enter_context(lm.streaming(batch))
+        self._streaming.enter_context(mimi.streaming(batch))
+        self._generator = PersonaGenerator(lm, SlotSampling(batch, lm.device), cuda_graphs=graphs)
+        self._stepper = BatchStepper(mimi, self._generator)
+        for slot in range(batch):
+            self._stepper.assign(slot, Sampling(), seed=slot)
+        self._rng = np.random.default_rng(batch)
+        self.step_ms: list[float] = []
+
+    def step(self, timed: bool) -> None:
+        noise = self._rng.standard_normal((self.batch, FRAME_SAMPLES)).astype(np.float32) * 0.1
+        started = time.perf_counter()
+        self._stepper.step(dict(enumerate(noise)), {})  # ends copying audio to the host
+        if timed:
+            self.step_ms.append((time.perf_counter() - started) * 1000)
+
+    def close(self, peak_gib: float) -> Result:
+        self._generator.close()
+        self._streaming.close()
+        return Result(self.batch, self.graphs, self.step_ms, peak_gib)
+
+
+def run_one(
+    lm: LMModel, mimi: MimiModel, batch: int, graphs: bool, args: argparse.Namespace
+) -> Result:
+    """One batch size after another: what a GPU measures (one copy of the weights at a time)."""
     device = lm.device
     if device.type == "cuda":
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    rng = np.random.default_rng(0)
-    timings: list[float] = []
-    with lm.streaming(batch), mimi.streaming(batch):
-        generator = PersonaGenerator(lm, SlotSampling(batch, device), cuda_graphs=graphs)
-        stepper = BatchStepper(mimi, generator)
-        slots = list(range(batch))
-        for slot in slots:
-            stepper.assign(slot, Sampling(), seed=slot)
-        for index in range(warmup + steps):
-            noise = rng.standard_normal((batch, FRAME_SAMPLES)).astype(np.float32) * 0.1
-            started = time.perf_counter()
-            stepper.step({slot: noise[slot] for slot in slots}, {})  # ends copying to the host
-            if index >= warmup:
-                timings.append((time.perf_counter() - started) * 1000)
-        generator.close()
+    bench = _Batch(lm, mimi, batch, graphs)
+    for index in range(args.warmup + args.steps):
+        bench.step(timed=index >= args.warmup)
     peak = torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else 0.0
-    return Result(batch, graphs, timings, peak)
+    return bench.close(peak)
+
+
+def run_interleaved(args: argparse.Namespace, batches: list[int]) -> list[Result]:
+    """Every batch size on its own copy of the (small) model, stepped in turn: on shared CPUs the
+    load changes by the second, and this way every batch size sees the same load."""
+    benches = [_Batch(*_models(args.config, torch.device(args.device)), b, False) for b in batches]
+    for index in range(args.warmup + args.steps):
+        for bench in benches:
+            bench.step(timed=index >= args.warmup)
+    return [bench.close(0.0) for bench in benches]
 
 
 def largest_within(results: list[Result], graphs: bool, budget_ms: float) -> str:
@@ -130,11 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # As the engine does: no torch.compile on a CPU (minutes of compiling, a C++ toolchain).
     compiling = contextlib.nullcontext() if device.type == "cuda" else no_compile()
     with compiling, torch.no_grad():
-        lm, mimi = _models(args.config, device)
-        for graphs in graph_modes:
-            for batch in batches:
-                results.append(run(lm, mimi, batch, graphs, args.steps, args.warmup))
-                print(results[-1].row(), flush=True)
+        if device.type == "cuda":
+            lm, mimi = _models(args.config, device)
+            for graphs in graph_modes:
+                for batch in batches:
+                    results.append(run_one(lm, mimi, batch, graphs, args))
+                    print(results[-1].row(), flush=True)
+        else:
+            results = run_interleaved(args, batches)
+            for result in results:
+                print(result.row())
     for graphs in graph_modes:
         label = "graphs on" if graphs else "graphs off"
         print(
