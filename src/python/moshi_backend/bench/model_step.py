@@ -164,7 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             lm, mimi = _models(args.config, device)
             for graphs in graph_modes:
                 for batch in batches:
-                    results.append(run_one(lm, mimi, batch, graphs, args))
+                    try:
+                        results.append(run_one(lm, mimi, batch, graphs, args))
+                    except torch.cuda.OutOfMemoryError:
+                        # The larger batches would not fit either; the table so far still stands.
+                        print(f"{batch:>5}  {'on' if graphs else 'off':>6}  out of GPU memory")
+                        break
                     print(results[-1].row(), flush=True)
         else:
             results = run_interleaved(args, batches)
