@@ -9,6 +9,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 
 import aiohttp
 import numpy as np
@@ -306,6 +307,46 @@ async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
             await backend.wait_idle(timeout_s=10)
         finally:
             sock.close()
+
+
+class _SlowPromptSession(LoopbackSession):
+    """A persona prompt that takes PROMPT_S: the session is ready only then."""
+
+    PROMPT_S = 3.0
+
+    def __init__(self, params: ChatParams) -> None:
+        super().__init__(0, params)
+        self._ready: Future[None] = Future()
+        self._timer = threading.Timer(self.PROMPT_S, self._ready.set_result, (None,))
+        self._timer.start()
+
+    @property
+    def ready(self) -> Future[None]:
+        return self._ready
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+
+class _SlowPromptEngine(LoopbackEngine):
+    def start_session(self, params: ChatParams) -> LoopbackSession:
+        return _SlowPromptSession(params)
+
+
+async def test_a_persona_prompt_longer_than_the_heartbeat_keeps_its_client() -> None:
+    # aiohttp reads a pong only inside receive(): a server that stops reading while the prompt
+    # runs takes its own client for vanished and closes with 1006 (CI saw it with a slow CPU).
+    options = ServerOptions(heartbeat_s=0.5)
+    async with backend_in_loop(_SlowPromptEngine(), options) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            started = time.monotonic()
+            await client.handshake(timeout_s=30)
+            waited = time.monotonic() - started
+            for page in ogg_pages(tone(0.4)):
+                await client.send_audio(page)
+            while (await client.receive(timeout_s=10)).kind is not MessageKind.AUDIO:
+                pass
+    assert waited >= _SlowPromptSession.PROMPT_S - 0.1
 
 
 async def test_shutdown_tells_live_clients_going_away_at_once() -> None:
