@@ -125,7 +125,7 @@ async def _serve(settings: BackendSettings, stop: asyncio.Event, tracer: Tracer)
         loading.cancel()
     finally:
         await runner.cleanup()
-        server.shutdown()
+        await server.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -59,10 +59,11 @@ class ChatServer:
         self._tracer = tracer if tracer is not None else trace.NoOpTracer()
         self.options = options or ServerOptions()
         self.metrics = ServerMetrics()
+        engine.observe_steps(self.metrics.record_step)
         info = engine.info
-        self._executor = ThreadPoolExecutor(
-            max_workers=info.capacity + 1, thread_name_prefix=f"engine-{info.name}"
-        )
+        # Made once the engine has loaded and knows its capacity: every conversation holds at
+        # most one thread at a time (its start, a step or its close), plus one to spare.
+        self._executor: ThreadPoolExecutor | None = None
         self._status = Status.LOADING
         self._progress = 0.0
         self._stage = "starting"
@@ -114,13 +115,18 @@ class ChatServer:
             self._load_detail = dict(detail or {})
 
         try:
-            await loop.run_in_executor(self._executor, self.engine.load, progress)
+            await loop.run_in_executor(None, self.engine.load, progress)
         except Exception as error:  # any failure must show in /health, not kill the server
             self._status, self._error = Status.ERROR, f"{type(error).__name__}: {error}"
             log.error("engine %s failed to load: %s", self.engine.info.name, self._error)
             return
+        info = self.engine.info
+        self._executor = ThreadPoolExecutor(
+            max_workers=info.capacity + 1, thread_name_prefix=f"engine-{info.name}"
+        )
+        self.metrics.sessions_capacity.set(info.capacity)
         self._status, self._progress, self._stage = Status.READY, 1.0, "ready"
-        log.info("engine %s ready", self.engine.info.name)
+        log.info("engine %s ready, %d conversation slot(s)", info.name, info.capacity)
 
     def health_document(self) -> dict[str, Any]:
         info = self.engine.info
@@ -202,9 +208,12 @@ class ChatServer:
             raise ProtocolError(f"not ready: {reason}", CloseCode.TRY_AGAIN_LATER)
         if self._active >= info.capacity:
             raise ProtocolError(
-                f"busy: all {info.capacity} conversation slot(s) are in use; try again later",
+                f"busy: {self._active} of {info.capacity} conversation slots are in use; "
+                "try again later",
                 CloseCode.TRY_AGAIN_LATER,
             )
+        executor = self._executor
+        assert executor is not None  # made when the engine became ready
         self._active += 1
         self.metrics.sessions_active.set(self._active)
         loop = asyncio.get_running_loop()
@@ -212,26 +221,25 @@ class ChatServer:
             "%s: start (voice %s, %d/%d)", label, params.voice_prompt, self._active, info.capacity
         )
         try:
-            engine_session = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self.engine.start_session, params),
-                self.options.session_start_timeout_s,
-            )
+            # Claims a slot and queues the persona prompt; the session waits for it below.
+            engine_session = await loop.run_in_executor(executor, self.engine.start_session, params)
             session = ChatSession(
                 ws,
                 engine_session,
                 self.metrics,
-                self._executor,
+                executor,
                 max_pending_frames=self.options.max_pending_frames,
                 send_timeout_s=self.options.send_timeout_s,
+                start_timeout_s=self.options.session_start_timeout_s,
                 label=label,
                 compute_inline=info.light_steps,
             )
             try:
-                await session.send(MessageKind.HANDSHAKE)
                 await session.run()
             finally:
                 span.set_attribute("frames", session.frames_processed)
-                await loop.run_in_executor(self._executor, engine_session.close)
+                # Every way out (client gone, error, timeout, shutdown) frees the slot here.
+                await loop.run_in_executor(executor, engine_session.close)
         finally:
             self._active -= 1
             self.metrics.sessions_active.set(self._active)
@@ -251,5 +259,9 @@ class ChatServer:
         except (TimeoutError, ConnectionError):
             log.info("could not deliver error %r: client gone", reason)
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def shutdown(self) -> None:
+        """After the HTTP server has stopped: the engine's background work, the threads."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        # Joins the engine's step thread (at most one step long): off the loop.
+        await asyncio.to_thread(self.engine.close)

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import gc
 import os
-import socket
 import struct
 import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 
 import aiohttp
 import numpy as np
@@ -19,7 +18,14 @@ import pytest
 from moshi_backend.engines.base import EngineInfo, ProgressCallback, StepResult
 from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
 from moshi_backend.server import ServerOptions
-from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages, tone
+from moshi_backend.testing import (
+    BackendInLoop,
+    backend_in_loop,
+    ogg_pages,
+    raw_chat_socket,
+    reset_connection,
+    tone,
+)
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import MAX_MESSAGE_BYTES, CloseCode, MessageKind, encode
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
@@ -238,32 +244,14 @@ async def test_engine_behind_real_time_drops_oldest_input_instead_of_lagging() -
     assert audio_messages <= sent_frames - dropped
 
 
-def _raw_upgrade(url: str) -> socket.socket:
-    host, port = url.split("//")[1].split("/")[0].split(":")
-    sock = socket.create_connection((host, int(port)), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /api/chat HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(4096)
-    assert b" 101 " in response.split(b"\r\n")[0]
-    return sock
-
-
 async def test_reset_in_the_middle_of_a_message_frees_the_session(backend: BackendInLoop) -> None:
-    sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
+    sock = await asyncio.to_thread(raw_chat_socket, backend.chat_url)
     async with asyncio.timeout(10):
         while backend.server.active_sessions == 0:
             await asyncio.sleep(0.02)
     # Header of a masked 1000-byte binary frame, then 10 bytes of it, then a TCP reset.
     sock.sendall(bytes([0x82, 0x80 | 126]) + struct.pack("!H", 1000) + os.urandom(4 + 10))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
+    reset_connection(sock)
     await backend.wait_idle()
     await _still_serves(backend)
 
@@ -311,7 +299,7 @@ async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
     # No close frame, no reset, no pong: a laptop whose network went away.
     options = ServerOptions(heartbeat_s=0.5)
     async with backend_in_loop(LoopbackEngine(), options) as backend:
-        sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
+        sock = await asyncio.to_thread(raw_chat_socket, backend.chat_url)
         try:
             async with asyncio.timeout(10):
                 while backend.server.active_sessions == 0:
@@ -319,6 +307,46 @@ async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
             await backend.wait_idle(timeout_s=10)
         finally:
             sock.close()
+
+
+class _SlowPromptSession(LoopbackSession):
+    """A persona prompt that takes PROMPT_S: the session is ready only then."""
+
+    PROMPT_S = 3.0
+
+    def __init__(self, params: ChatParams) -> None:
+        super().__init__(0, params)
+        self._ready: Future[None] = Future()
+        self._timer = threading.Timer(self.PROMPT_S, self._ready.set_result, (None,))
+        self._timer.start()
+
+    @property
+    def ready(self) -> Future[None]:
+        return self._ready
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+
+class _SlowPromptEngine(LoopbackEngine):
+    def start_session(self, params: ChatParams) -> LoopbackSession:
+        return _SlowPromptSession(params)
+
+
+async def test_a_persona_prompt_longer_than_the_heartbeat_keeps_its_client() -> None:
+    # aiohttp reads a pong only inside receive(): a server that stops reading while the prompt
+    # runs takes its own client for vanished and closes with 1006 (CI saw it with a slow CPU).
+    options = ServerOptions(heartbeat_s=0.5)
+    async with backend_in_loop(_SlowPromptEngine(), options) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            started = time.monotonic()
+            await client.handshake(timeout_s=30)
+            waited = time.monotonic() - started
+            for page in ogg_pages(tone(0.4)):
+                await client.send_audio(page)
+            while (await client.receive(timeout_s=10)).kind is not MessageKind.AUDIO:
+                pass
+    assert waited >= _SlowPromptSession.PROMPT_S - 0.1
 
 
 async def test_shutdown_tells_live_clients_going_away_at_once() -> None:

@@ -1,4 +1,4 @@
-"""One conversation on an open WebSocket: audio in, engine steps off the loop, audio out."""
+"""One conversation on an open WebSocket: conditioning, handshake, then audio in, steps, out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 
 from aiohttp import WSMsgType, web
 
-from moshi_backend.engines.base import EngineSession, Pcm, StepResult
+from moshi_backend.engines.base import EngineError, EngineSession, Pcm, StepResult
 from moshi_backend.metrics import ServerMetrics
 from moshi_protocol.messages import CloseCode, MessageKind, ProtocolError, decode, encode
 from moshi_protocol.opus import OpusEncoder, OpusFrameDecoder
@@ -36,6 +36,7 @@ class ChatSession:
         *,
         max_pending_frames: int,
         send_timeout_s: float,
+        start_timeout_s: float,
         label: str,
         compute_inline: bool = False,
     ) -> None:
@@ -44,6 +45,7 @@ class ChatSession:
         self._metrics = metrics
         self._executor = executor
         self._send_timeout_s = send_timeout_s
+        self._start_timeout_s = start_timeout_s
         self._label = label
         self._compute_inline = compute_inline
         self._decoder = OpusFrameDecoder()
@@ -61,19 +63,52 @@ class ChatSession:
         return self._processed
 
     async def run(self) -> None:
-        """Returns when the client goes; raises ProtocolError on bad input."""
-        for piece in self._engine.opening_text:
-            await self.send(MessageKind.TEXT, piece)
+        """Handshake once the engine session is ready, then converse until the client goes.
+
+        Raises ProtocolError on bad input, ClientGone, and EngineError when the session never
+        becomes ready (or not within the start timeout).
+        """
+        # Reading from the start: a client that leaves during its persona prompt is noticed
+        # (and its slot freed by the caller) at once, not after the prompt.
         receiver = asyncio.create_task(self._receive(), name=f"{self._label}-receive")
-        worker = asyncio.create_task(self._work(), name=f"{self._label}-work")
+        tasks = [receiver]
         try:
-            done, _ = await asyncio.wait({receiver, worker}, return_when=asyncio.FIRST_COMPLETED)
+            await self._until_ready(receiver)
+            await self.send(MessageKind.HANDSHAKE)
+            for piece in self._engine.opening_text:
+                await self.send(MessageKind.TEXT, piece)
+            tasks.append(asyncio.create_task(self._work(), name=f"{self._label}-work"))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raises ProtocolError / ClientGone
         finally:
-            for task in (receiver, worker):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(receiver, worker, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _until_ready(self, receiver: asyncio.Task[None]) -> None:
+        ready = asyncio.wrap_future(self._engine.ready)
+        try:
+            done, _ = await asyncio.wait(
+                {ready, receiver},
+                timeout=self._start_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            # Given up on: the engine ignores a cancelled future, and the caller's close()
+            # frees the slot and stops the prompt.
+            if not ready.done():
+                ready.cancel()
+        if ready in done:
+            ready.result()  # re-raises the engine's EngineError
+        elif receiver in done:
+            receiver.result()  # re-raises ProtocolError
+            raise ClientGone("the client left during its persona prompt")
+        else:
+            raise EngineError(
+                f"the persona prompt did not finish within {self._start_timeout_s:g} s "
+                "(session start timeout)"
+            )
 
     async def send(self, kind: MessageKind, payload: bytes | str = b"") -> None:
         if self._ws.closed:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import base64
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import aiohttp
 import numpy as np
@@ -67,7 +72,32 @@ async def backend_in_loop(
         yield BackendInLoop(server, str(http_server.make_url("")).rstrip("/"), http_server)
     finally:
         await http_server.close()
-        server.shutdown()
+        await server.shutdown()
+
+
+def raw_chat_socket(chat_url: str, query: Mapping[str, str] | None = None) -> socket.socket:
+    """A TCP socket upgraded to /api/chat by hand, for clients that misbehave (blocking)."""
+    host, port = chat_url.split("//")[1].split("/")[0].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    target = "/api/chat" + (f"?{urlencode(query)}" if query else "")
+    sock.sendall(
+        (
+            f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(4096)
+    assert b" 101 " in response.split(b"\r\n")[0]
+    return sock
+
+
+def reset_connection(sock: socket.socket) -> None:
+    """Close with a TCP reset: a client that vanishes without a WebSocket close."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def tone(seconds: float, hz: float = 440.0, amplitude: float = 0.5) -> Pcm:
