@@ -129,6 +129,10 @@ async def test_conversations_side_by_side_are_each_what_it_is_alone(tiny: Path) 
                 assert all(
                     any(at > joining for at in client.heard_at) for client in live
                 ), "the others went on while Jane joined"
+                # Jane's client has closed; the server frees her slot as its handler ends.
+                async with asyncio.timeout(30):
+                    while backend.server.active_sessions > 2:
+                        await asyncio.sleep(0.02)
                 async with ChatClient.connect(backend.chat_url, JANE) as third, ChatClient.connect(
                     backend.chat_url, JANE
                 ) as fourth:
@@ -180,6 +184,8 @@ async def assert_freed_and_stopped(
     async with asyncio.timeout(30):
         while engine.conversations:
             await asyncio.sleep(0.02)
+    # A step that began before the leave may still finish; none begins after it.
+    await asyncio.wait_for(asyncio.wrap_future(engine.sync_steps()), 30)
     ran = counter.voice_steps
     await asyncio.sleep(0.5)
     # The prompt of the conversation that ended does not go on in the background.

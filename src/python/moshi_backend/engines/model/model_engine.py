@@ -103,6 +103,14 @@ class ModelEngine(Engine):
         """Slots taken now: conversations open, prompting or live."""
         return self._serving.slots.in_use if self._serving is not None else 0
 
+    def sync_steps(self) -> Future[None]:
+        """Done once the step loop has applied every join and leave so far (StepLoop.sync)."""
+        if self._serving is None:
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        return self._serving.loop.sync()
+
     def observe_steps(self, observer: StepObserver) -> None:
         self._step_observers.append(observer)
 

@@ -86,6 +86,11 @@ class _Leave:
 
 
 @dataclass(frozen=True)
+class _Sync:
+    done: Future[None]
+
+
+@dataclass(frozen=True)
 class _Work:
     live: dict[int, _Frame]
     prompts: dict[int, PromptStep]
@@ -109,7 +114,7 @@ class StepLoop:
         self._live_step_s = step_estimate_s
         self._prompt_step_s = step_estimate_s
         self._cond = threading.Condition()
-        self._commands: deque[_Join | _Leave] = deque()
+        self._commands: deque[_Join | _Leave | _Sync] = deque()
         self._slots: dict[int, _Conversation] = {}
         self._tickets = itertools.count(1)
         self._stopping = False
@@ -125,6 +130,10 @@ class StepLoop:
         if self._thread.is_alive():
             self._thread.join(_STOP_WAIT_S)
         self._fail_all(EngineError("the engine is shutting down"))
+        with self._cond:
+            syncs = [c for c in self._commands if isinstance(c, _Sync)]
+        for sync in syncs:
+            _settle(sync.done, None)
 
     # Called by sessions, from any thread --------------------------------------------------
 
@@ -143,6 +152,18 @@ class StepLoop:
         with self._cond:
             self._commands.append(_Leave(slot, ticket))
             self._cond.notify()
+
+    def sync(self) -> Future[None]:
+        """Done once the loop has applied every join and leave queued before this call, and so
+        has finished any step that began before them (a left slot is stepped no more)."""
+        done: Future[None] = Future()
+        with self._cond:
+            if self._stopping or not self._thread.is_alive():
+                done.set_result(None)
+                return done
+            self._commands.append(_Sync(done))
+            self._cond.notify()
+        return done
 
     def submit(self, slot: int, ticket: int, pcm: Pcm) -> Future[FrameOut]:
         """A frame of the user's audio; the future holds what the model made of it."""
@@ -193,7 +214,8 @@ class StepLoop:
     def _apply_commands(self) -> None:
         ended: list[_Conversation] = []
         with self._cond:
-            commands = list(self._commands)
+            syncs = [command for command in self._commands if isinstance(command, _Sync)]
+            commands = [command for command in self._commands if not isinstance(command, _Sync)]
             self._commands.clear()
             for command in commands:
                 current = self._slots.get(command.slot)
@@ -204,6 +226,8 @@ class StepLoop:
                 elif current is not None and current.ticket == command.ticket:
                     ended.append(self._slots.pop(command.slot))
         if not commands:
+            for sync in syncs:
+                _settle(sync.done, None)
             return
         for conversation in ended:
             _fail(conversation, EngineError("this conversation has ended"))
@@ -215,6 +239,8 @@ class StepLoop:
         for join in joins:
             if not join.conversation.prompt:
                 _settle(join.conversation.ready, None)
+        for sync in syncs:
+            _settle(sync.done, None)
 
     def _plan(self, now: float) -> tuple[_Work | None, float]:
         live = {slot: c for slot, c in self._slots.items() if not c.prompt}

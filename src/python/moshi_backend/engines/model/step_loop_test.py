@@ -107,9 +107,10 @@ def test_leaving_during_the_prompt_stops_it_and_resets_the_slot() -> None:
         loop.leave(2, ticket)
         with pytest.raises(EngineError, match="ended"):
             ready.result(timeout=10)
+        loop.sync().result(timeout=10)  # the step in flight at the leave has finished
         steps = len(stepper.calls)
         time.sleep(0.3)
-        assert len(stepper.calls) <= steps + 1 and steps < 1000  # at most the step in flight
+        assert len(stepper.calls) == steps < 1000
         assert stepper.resets == [[2], [2]]
     finally:
         loop.stop()
@@ -140,3 +141,23 @@ def test_stopping_fails_what_waits() -> None:
         ready.result(timeout=10)
     with pytest.raises(EngineError, match="shutting down"):
         loop.join(1, [], Sampling(), seed=1)
+
+
+def test_sync_waits_for_the_step_in_flight(stepper: RecordingStepper) -> None:
+    stepper.seconds = 0.3
+    loop = StepLoop(stepper, step_estimate_s=0.3)
+    loop.start()
+    try:
+        ticket, _ = loop.join(0, prompt(1000), Sampling(), seed=1)
+        while not stepper.calls:
+            time.sleep(0.005)
+        loop.leave(0, ticket)
+        synced = loop.sync()
+        assert not synced.done()  # the first prompt step is still sleeping
+        synced.result(timeout=10)
+        steps = len(stepper.calls)
+        time.sleep(0.5)
+        assert len(stepper.calls) == steps
+    finally:
+        loop.stop()
+    assert loop.sync().done()  # a stopped loop has nothing left to apply
