@@ -119,8 +119,11 @@ class EventHub:
     async def publish(self, event: Event) -> None:
         # A full queue slows the publishers down (back-pressure on log readers); a consumer
         # that is gone for good must not hang them, so the wait is bounded.
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that lands
+        # as the put completes, so a Ctrl-C arriving in a publish would be swallowed.
         try:
-            await asyncio.wait_for(self._queue.put(event), self._publish_timeout_s)
+            async with asyncio.timeout(self._publish_timeout_s):
+                await self._queue.put(event)
         except TimeoutError:
             self.dropped += 1
 

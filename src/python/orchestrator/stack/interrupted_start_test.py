@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.conftest import SetVariables
 from orchestrator.events import Event, Notice
-from orchestrator.hub import EventHub, StackState
+from orchestrator.hub import EventHub
 from orchestrator.processes.run_state import RunState
 from orchestrator.settings import load_settings
 from orchestrator.stack.backend import start_backend
@@ -26,15 +26,16 @@ from testsupport.processes import free_port
 SERVER_PEX = "src.python.moshi_backend/server-loopback.pex"
 
 
-class CancelWhenStarted:
-    """Cancels the start as the supervisor says the container runs: before its release."""
+class CancellingHub(EventHub):
+    """Cancels whoever says the backend container runs, at that point: after the engine made
+    the container and before the supervisor has taken it over (a Ctrl-C at the worst moment)."""
 
-    def __init__(self, start: asyncio.Task[object]) -> None:
-        self._start = start
-
-    def on_event(self, event: Event, state: StackState) -> None:
+    async def publish(self, event: Event) -> None:
+        await super().publish(event)
         if isinstance(event, Notice) and event.text.startswith("backend container "):
-            self._start.cancel()
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
 
 
 async def test_a_start_cancelled_once_the_container_runs_leaves_no_container(
@@ -55,7 +56,7 @@ async def test_a_start_cancelled_once_the_container_runs_leaves_no_container(
         MOSHI_PORT=str(free_port()),
         HF_CACHE_VOLUME=volume,
     )
-    hub = EventHub()
+    hub = CancellingHub()
     hub_task = asyncio.create_task(hub.run())
     hub.bind()
     stack = StackContext(
@@ -63,10 +64,8 @@ async def test_a_start_cancelled_once_the_container_runs_leaves_no_container(
     )
     try:
         async with AsyncExitStack() as owned:
-            start = asyncio.create_task(start_backend(stack, owned))
-            hub.subscribe(CancelWhenStarted(start))
             with pytest.raises(asyncio.CancelledError):
-                await start
+                await start_backend(stack, owned)
         assert docker_client.containers.list(all=True, filters=project_filter(project)) == []
     finally:
         hub_task.cancel()
