@@ -13,10 +13,11 @@ from typing import Any
 
 from aiohttp import web
 from opentelemetry import trace
+from stack_threads.daemon import in_daemon_thread
 
 from moshi_backend.engines.base import Engine, EngineError
 from moshi_backend.metrics import ServerMetrics
-from moshi_backend.session import ChatSession, ClientGone
+from moshi_backend.session import ChatSession, ClientGone, ConversationOver
 from moshi_protocol.messages import (
     MAX_MESSAGE_BYTES,
     CloseCode,
@@ -24,6 +25,7 @@ from moshi_protocol.messages import (
     ProtocolError,
     encode,
 )
+from moshi_protocol.origins import LOCAL_FRONTEND_ORIGINS, api_key_refusal, origin_refusal
 from moshi_protocol.params import parse_chat_params
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,14 @@ class ServerOptions:
     # Above our own limit the server still answers with 0x05; above this one the WebSocket layer
     # closes with 1009 before the message is read whole.
     transport_max_message_bytes: int = 16 * MAX_MESSAGE_BYTES
+    # No audio from the client this long ends the conversation ("idle"); 0: never.
+    idle_timeout_s: float = 30.0
+    # None: the engine's own limit (EngineInfo.max_conversation_s); 0: no limit.
+    max_conversation_s: float | None = None
+    # Browser pages of these origins (and of the backend's own) may open /api/chat.
+    allowed_origins: tuple[str, ...] = LOCAL_FRONTEND_ORIGINS
+    # When set, /api/chat and /api/voices need it as a bearer token.
+    api_key: str | None = None
 
 
 class ChatServer:
@@ -104,7 +114,7 @@ class ChatServer:
 
     async def load(self) -> None:
         """Load the engine off the loop; /health reports progress meanwhile."""
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
 
         def progress(
             fraction: float, stage: str = "", detail: Mapping[str, int] | None = None
@@ -115,7 +125,9 @@ class ChatServer:
             self._load_detail = dict(detail or {})
 
         try:
-            await loop.run_in_executor(None, self.engine.load, progress)
+            # A daemon thread: a SIGTERM during a download or load must not wait for its end
+            # (the default executor's threads are joined when the process exits).
+            await in_daemon_thread(lambda: self.engine.load(progress), "engine-load")
         except Exception as error:  # any failure must show in /health, not kill the server
             self._status, self._error = Status.ERROR, f"{type(error).__name__}: {error}"
             log.error("engine %s failed to load: %s", self.engine.info.name, self._error)
@@ -148,6 +160,8 @@ class ChatServer:
         return web.json_response(self.health_document(), status=status)
 
     async def voices(self, request: web.Request) -> web.Response:
+        if refusal := api_key_refusal(request.headers, self.options.api_key):
+            raise web.HTTPUnauthorized(text=refusal)
         return web.json_response({"voices": list(self.engine.info.voices)})
 
     async def prometheus(self, request: web.Request) -> web.Response:
@@ -160,6 +174,16 @@ class ChatServer:
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="/api/chat is a WebSocket endpoint: upgrade expected")
+        # Before the upgrade, as HTTP statuses: another site's page must not reach the model,
+        # and without the key nobody may.
+        origin = request.headers.get("Origin")
+        allowed = self.options.allowed_origins
+        if refusal := origin_refusal(origin, request.host, allowed, any_port=True):
+            log.info("refused an upgrade: %s", refusal)
+            raise web.HTTPForbidden(text=refusal)
+        if refusal := api_key_refusal(request.headers, self.options.api_key):
+            log.info("refused an upgrade without the API key")
+            raise web.HTTPUnauthorized(text=refusal)
         await ws.prepare(request)
         self._sockets.add(ws)
         label = f"session-{next(self._session_ids)}"
@@ -173,6 +197,10 @@ class ChatServer:
             self._record_outcome(span, outcome)
             log.info("%s: %s", label, error.reason)
             await self._close_with_error(ws, error.reason, error.close_code)
+        except ConversationOver as error:
+            self._record_outcome(span, error.outcome)
+            log.info("%s: %s", label, error.reason)
+            await self._close_with_error(ws, error.reason, CloseCode.NORMAL)
         except ClientGone as error:
             self._record_outcome(span, "client_gone")
             log.info("%s: client gone (%s)", label, error)
@@ -231,6 +259,8 @@ class ChatServer:
                 max_pending_frames=self.options.max_pending_frames,
                 send_timeout_s=self.options.send_timeout_s,
                 start_timeout_s=self.options.session_start_timeout_s,
+                idle_timeout_s=self.options.idle_timeout_s,
+                max_conversation_s=self._conversation_limit(),
                 label=label,
                 compute_inline=info.light_steps,
             )
@@ -244,6 +274,12 @@ class ChatServer:
             self._active -= 1
             self.metrics.sessions_active.set(self._active)
             log.info("%s: end", label)
+
+    def _conversation_limit(self) -> float | None:
+        limit = self.options.max_conversation_s
+        if limit is None:
+            limit = self.engine.info.max_conversation_s
+        return limit or None
 
     async def _close_with_error(
         self, ws: web.WebSocketResponse, reason: str, code: CloseCode

@@ -20,10 +20,22 @@ log = logging.getLogger(__name__)
 _IGNORED_FROM_CLIENT = {MessageKind.PING, MessageKind.CONTROL, MessageKind.METADATA}
 _DROP_LOG_INTERVAL_S = 1.0
 _IDLE_POLL_S = 1.0
+# A page of a microphone's Ogg/Opus stream is a few hundred bytes and decodes in microseconds;
+# a larger message (up to 64 KiB of tiny packets: minutes of audio) is decoded on a thread.
+_INLINE_DECODE_BYTES = 4096
 
 
 class ClientGone(Exception):
     """The client stopped reading or vanished; nothing more can be sent to it."""
+
+
+class ConversationOver(Exception):
+    """The server ends the conversation (idle client, time limit); the reason goes to the client."""
+
+    def __init__(self, reason: str, outcome: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.outcome = outcome
 
 
 class ChatSession:
@@ -37,6 +49,8 @@ class ChatSession:
         max_pending_frames: int,
         send_timeout_s: float,
         start_timeout_s: float,
+        idle_timeout_s: float = 0.0,
+        max_conversation_s: float | None = None,
         label: str,
         compute_inline: bool = False,
     ) -> None:
@@ -46,6 +60,9 @@ class ChatSession:
         self._executor = executor
         self._send_timeout_s = send_timeout_s
         self._start_timeout_s = start_timeout_s
+        self._idle_timeout_s = idle_timeout_s
+        self._max_conversation_s = max_conversation_s
+        self._last_audio = time.monotonic()
         self._label = label
         self._compute_inline = compute_inline
         self._decoder = OpusFrameDecoder()
@@ -75,9 +92,12 @@ class ChatSession:
         try:
             await self._until_ready(receiver)
             await self.send(MessageKind.HANDSHAKE)
+            self._last_audio = time.monotonic()  # quiet time counts from the handshake
             for piece in self._engine.opening_text:
                 await self.send(MessageKind.TEXT, piece)
             tasks.append(asyncio.create_task(self._work(), name=f"{self._label}-work"))
+            if self._idle_timeout_s or self._max_conversation_s:
+                tasks.append(asyncio.create_task(self._watch(), name=f"{self._label}-watch"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raises ProtocolError / ClientGone
@@ -122,7 +142,7 @@ class ChatSession:
         while True:
             message = await self._ws.receive()
             if message.type == WSMsgType.BINARY:
-                self._handle(message.data)
+                await self._handle(message.data)
             elif message.type == WSMsgType.TEXT:
                 raise ProtocolError(
                     "text WebSocket frames are not part of the protocol; send binary messages",
@@ -135,13 +155,38 @@ class ChatSession:
             else:  # CLOSE, CLOSING, CLOSED: the client went away
                 return
 
-    def _handle(self, data: bytes) -> None:
+    async def _handle(self, data: bytes) -> None:
         message = decode(data)
         if message.kind is MessageKind.AUDIO:
-            for frame in self._decoder.feed(message.payload):
+            self._last_audio = time.monotonic()
+            if len(message.payload) <= _INLINE_DECODE_BYTES:
+                frames = self._decoder.feed(message.payload)
+            else:
+                frames = await asyncio.to_thread(self._decoder.feed, message.payload)
+            for frame in frames:
                 self._enqueue(frame)
         elif message.kind not in _IGNORED_FROM_CLIENT:
             raise ProtocolError(f"message kind {message.kind.name} is sent by the server only")
+
+    async def _watch(self) -> None:
+        """Ends a conversation whose client went quiet or that reached the time limit: a tab
+        left open must not hold a conversation slot for good."""
+        live_since = time.monotonic()
+        limits = [t for t in (self._idle_timeout_s, self._max_conversation_s) if t]
+        poll_s = min(1.0, min(limits) / 4)
+        while True:
+            await asyncio.sleep(poll_s)
+            now = time.monotonic()
+            if self._idle_timeout_s and now - self._last_audio >= self._idle_timeout_s:
+                raise ConversationOver(
+                    f"idle: no audio from the client for {self._idle_timeout_s:g} s", "idle"
+                )
+            if self._max_conversation_s and now - live_since >= self._max_conversation_s:
+                raise ConversationOver(
+                    f"conversation limit: a conversation lasts at most "
+                    f"{self._max_conversation_s:g} s on this server",
+                    "time_limit",
+                )
 
     def _enqueue(self, frame: Pcm) -> None:
         self._metrics.frames_in.inc()

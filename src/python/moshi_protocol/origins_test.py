@@ -33,3 +33,11 @@ def test_allowed(origin: str | None, host: str) -> None:
 def test_refused_with_a_reason_naming_the_setting(origin: str, host: str) -> None:
     reason = origin_refusal(origin, host, ALLOWED)
     assert reason is not None and "MOSHI_ALLOWED_ORIGINS" in reason and origin.lower() in reason
+
+
+def test_any_port_admits_the_pages_of_the_same_host_only() -> None:
+    host = "10.0.0.5:8998"
+    assert origin_refusal("http://10.0.0.5:8010", host, (), any_port=True) is None
+    assert origin_refusal("http://10.0.0.5:8010", host, ()) is not None
+    assert origin_refusal("http://10.0.0.6:8010", host, (), any_port=True) is not None
+    assert origin_refusal("http://10.0.0.5.evil.example:8010", host, (), any_port=True)

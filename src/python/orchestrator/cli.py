@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "secrets":
             return set_secret(args.name)
         settings = load_settings(setting_options(argv))
-        masker = Masker([settings.token] if settings.token else [])
+        masker = Masker(settings.secrets)
         if command == "config":
             return print_config(settings)
         if command == "publish":

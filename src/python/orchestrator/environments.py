@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
+from orchestrator.endpoints import reachable_host
 from orchestrator.settings import StackSettings, env_name
 from stack_tls.certificates import CERT_FILE
 
@@ -59,7 +60,25 @@ def backend_variables(settings: StackSettings, environ: Mapping[str, str]) -> di
         passed["MOSHI_HF_REPO"] = settings.moshi_hf_repo
     if settings.token:
         passed["HF_TOKEN"] = settings.token
+    if settings.api_key:
+        passed["MOSHI_API_KEY"] = settings.api_key
+    # The pages that connect straight to the backend are the frontend's.
+    passed["MOSHI_ALLOWED_ORIGINS"] = ",".join(
+        [*frontend_origins(settings), *_listed(settings.moshi_allowed_origins)]
+    )
     return passed
+
+
+def _listed(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def frontend_origins(settings: StackSettings) -> list[str]:
+    """The origins of the frontend's pages as a browser on this machine names them (a page
+    opened by another address needs MOSHI_ALLOWED_ORIGINS, or goes through the relay)."""
+    scheme = "https" if settings.moshi_use_ssl else "http"
+    hosts = dict.fromkeys(["localhost", "127.0.0.1", reachable_host(settings.app_host)])
+    return [f"{scheme}://{host}:{settings.app_port}" for host in hosts]
 
 
 def python_path(entries: Sequence[str], source_root: str | None) -> str:
@@ -123,6 +142,10 @@ def frontend_environment(
             "PERSONAPLEX_PROJECT": settings.project,
         }
     )
+    if settings.moshi_allowed_origins:
+        env["MOSHI_ALLOWED_ORIGINS"] = settings.moshi_allowed_origins
+    if settings.api_key:
+        env["MOSHI_API_KEY"] = settings.api_key
     if settings.moshi_use_ssl:
         # The stack's one pair: the frontend serves it and trusts it (pinned) for the backend.
         env["APP_SSL_DIR"] = certs_dir

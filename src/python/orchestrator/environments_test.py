@@ -126,3 +126,24 @@ def test_frontend_container_with_ssl_trusts_the_stack_certificate() -> None:
     assert env["MOSHI_BACKEND_URL"] == "https://pp-be:8998"
     assert env["APP_SSL_DIR"] == "/home/app/certs"
     assert env["MOSHI_TRUST_CERT"] == "/home/app/certs/cert.pem"
+
+
+def test_the_backend_accepts_the_frontends_pages_and_both_get_the_api_key() -> None:
+    settings = _settings(
+        APP_PORT="8123",
+        MOSHI_API_KEY="key-environment-test",
+        MOSHI_ALLOWED_ORIGINS="https://voice.example.org",
+    )
+    backend = container_environment(settings, {})
+    assert backend["MOSHI_ALLOWED_ORIGINS"].split(",") == [
+        "http://localhost:8123",
+        "http://127.0.0.1:8123",
+        "https://voice.example.org",
+    ]
+    assert backend["MOSHI_API_KEY"] == "key-environment-test"
+    frontend = frontend_environment(
+        settings, {}, backend_host="127.0.0.1", backend_port=8998, pythonpath="", certs_dir="c"
+    )
+    assert frontend["MOSHI_API_KEY"] == "key-environment-test"
+    assert frontend["MOSHI_ALLOWED_ORIGINS"] == "https://voice.example.org"
+    assert settings.secrets == ["key-environment-test"]

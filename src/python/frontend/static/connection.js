@@ -49,6 +49,9 @@ function describeServerError(reason) {
   if (reason.startsWith("not ready")) {
     return `The voice model is still loading.${retry} (Server said: ${reason})`;
   }
+  if (reason.startsWith("idle") || reason.startsWith("conversation limit")) {
+    return `The server ended the conversation (${reason}). Connect to start a new one.`;
+  }
   if (reason.startsWith("bad ") || reason.startsWith("unknown voice_prompt")) {
     return `The server refused the conversation settings: ${reason}. Change them, then Connect.`;
   }

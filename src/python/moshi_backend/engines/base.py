@@ -49,6 +49,8 @@ class EngineInfo:
     # A step takes well under a millisecond (no model): running it on the event loop costs less
     # than handing each 80 ms frame to a worker thread. Model engines leave this False.
     light_steps: bool = False
+    # The longest conversation unless MOSHI_MAX_CONVERSATION_S says otherwise; None: no limit.
+    max_conversation_s: float | None = None
 
 
 @dataclass(frozen=True)

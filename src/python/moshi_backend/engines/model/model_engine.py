@@ -61,6 +61,11 @@ class _Serving:
     prompt_tokens: prompts.PromptTokens | None
 
 
+# A GPU slot is the scarce thing: a conversation (or a tab left open) holds one for at most this
+# long unless MOSHI_MAX_CONVERSATION_S says otherwise.
+MAX_CONVERSATION_S = 15 * 60.0
+
+
 class ModelEngine(Engine):
     def __init__(
         self,
@@ -83,6 +88,7 @@ class ModelEngine(Engine):
             device=str(self._device),
             capacity=config.max_sessions or 1,
             voices=(),
+            max_conversation_s=MAX_CONVERSATION_S,
         )
 
     @property
