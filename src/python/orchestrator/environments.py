@@ -64,7 +64,7 @@ def backend_variables(settings: StackSettings, environ: Mapping[str, str]) -> di
         passed["MOSHI_API_KEY"] = settings.api_key
     # The pages that connect straight to the backend are the frontend's.
     passed["MOSHI_ALLOWED_ORIGINS"] = ",".join(
-        [*frontend_origins(settings), *_listed(settings.moshi_allowed_origins)]
+        [*frontend_origins(settings), *_listed(settings.moshi_allowed_origins or "")]
     )
     return passed
 

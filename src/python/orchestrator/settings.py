@@ -83,7 +83,7 @@ class StackSettings(BaseSettings):
     # Required by the backend, added by the frontend's relay (then every page uses the relay).
     moshi_api_key: SecretStr | None = None
     # Other pages that may open the WebSockets, beside the frontend's own (comma-separated).
-    moshi_allowed_origins: str = ""
+    moshi_allowed_origins: str | None = None
     backend: BackendMode = Field(default=BackendMode.AUTO, validation_alias="moshi_backend")
     # A prebuilt server PEX; unset means `./pants --concurrent package` builds one.
     backend_pex: Path | None = Field(default=None, validation_alias="moshi_backend_pex")
