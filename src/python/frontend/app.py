@@ -54,18 +54,18 @@ def create_app(settings: FrontendSettings, logs: LogBroadcast | None = None) -> 
             if logger.level == logging.NOTSET:
                 # /ws/logs shows INFO events whatever the process's root logging level is.
                 logger.setLevel(logging.INFO)
-        verify = not (
-            settings.moshi_trust_self_signed and settings.moshi_backend_url.startswith("https")
-        )
+        backend_ssl = settings.backend_ssl()
         # The collector probe blocks up to 2 s, the final export a few: both off the loop.
         telemetry = await asyncio.to_thread(
             setup_telemetry, "frontend", settings.otel_exporter_otlp_endpoint
         )
-        async with httpx.AsyncClient(verify=verify) as http:
+        async with httpx.AsyncClient(
+            verify=backend_ssl, headers=settings.backend_headers()
+        ) as http:
             backend_client = BackendClient(settings.moshi_backend_url, http)
             pool = BackendPool(backends_of(settings), http)
             app.state.frontend = AppState(
-                settings, logs, http, backend_client, pool, telemetry.tracer
+                settings, logs, http, backend_client, pool, telemetry.tracer, backend_ssl
             )
             watcher = asyncio.create_task(
                 watch_backend(backend_client, settings.backend_poll_interval_s)

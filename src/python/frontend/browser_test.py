@@ -148,6 +148,54 @@ def test_busy_backend_is_explained_and_retried(voice_browser: Browser) -> None:
         assert not voice.page.is_visible("#error")
 
 
+def test_refused_settings_are_shown_and_not_retried(voice_browser: Browser) -> None:
+    with (
+        backend_process() as backend,
+        frontend_process(backend.chat_url) as frontend,
+        open_voice_page(voice_browser, frontend.url, [backend.process, frontend.process]) as voice,
+    ):
+        voice.wait_until("!document.getElementById('connect').disabled", "configuration loaded")
+        # A voice the backend does not have: no later attempt can succeed with it.
+        voice.evaluate(
+            "(() => { const voices = document.getElementById('voice');"
+            " voices.add(new Option('NOSUCH.pt', 'NOSUCH.pt')); voices.value = 'NOSUCH.pt'; })()"
+        )
+        voice.page.click("#connect")
+        voice.wait_until(
+            "document.getElementById('error').textContent.includes('unknown voice_prompt')",
+            "the refusal in the error area",
+        )
+        voice.wait_state("disconnected", timeout_s=15)
+        time.sleep(frontend.config()["reconnect_delay_ms"] / 1000 + 2)
+        assert voice.state == "disconnected"
+        assert voice.stats()["reconnects"] == 0
+        assert "Retrying" not in voice.text("#error")
+        assert voice.text("#connect") == "Connect"
+
+
+def test_a_conversation_the_server_ends_is_explained_and_not_restarted(
+    voice_browser: Browser,
+) -> None:
+    with (
+        backend_process(flags=["--max-conversation-s", "2"]) as backend,
+        frontend_process(backend.chat_url) as frontend,
+        open_voice_page(voice_browser, frontend.url, [backend.process, frontend.process]) as voice,
+    ):
+        voice.wait_until("!document.getElementById('connect').disabled", "configuration loaded")
+        voice.page.click("#connect")
+        voice.wait_state("live", timeout_s=30)
+        voice.wait_until(
+            "document.getElementById('error').textContent.includes('conversation limit')",
+            "the server's reason in the error area",
+        )
+        assert "Connect to start a new one" in voice.text("#error")
+        voice.wait_state("disconnected", timeout_s=15)
+        time.sleep(frontend.config()["reconnect_delay_ms"] / 1000 + 2)
+        assert voice.state == "disconnected"
+        assert voice.stats()["reconnects"] == 0
+        assert voice.text("#connect") == "Connect"
+
+
 def test_without_a_microphone_the_page_still_listens_and_says_why(voice_browser: Browser) -> None:
     with (
         backend_process() as backend,

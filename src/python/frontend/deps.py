@@ -40,6 +40,7 @@ def get_pool(state: Annotated[AppState, Depends(get_state)]) -> BackendPool:
     return state.pool
 
 
+StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[FrontendSettings, Depends(get_settings)]
 LogsDep = Annotated[LogBroadcast, Depends(get_logs)]
 BackendClientDep = Annotated[BackendClient, Depends(get_backend_client)]

@@ -9,12 +9,14 @@ from __future__ import annotations
 import sys
 
 from frontend.settings import FrontendSettings
+from stack_tls.certificates import CERT_FILE
 from stack_tls.loopback import get_own_health
 
 
 def main() -> int:
     settings = FrontendSettings()
-    url, body = get_own_health(settings.app_port, settings.moshi_use_ssl)
+    cert = settings.app_ssl_dir / CERT_FILE if settings.moshi_use_ssl else None
+    url, body = get_own_health(settings.app_port, cert)
     if body is None:
         return 1
     print(f"{url}: HTTP 200")

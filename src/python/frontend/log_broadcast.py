@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
+from moshi_protocol.privacy import RedactChatQueries
+
 
 @dataclass(frozen=True)
 class LogEvent:
@@ -79,13 +81,27 @@ class LogBroadcast:
             self._subscribers.discard(subscriber)
 
 
+# uvicorn's lines about one WebSocket (accepted, open, closed), each with the client's address:
+# the operator's own output may keep them; a stream that browsers read must not.
+_CONNECTION_LINES = frozenset({"connection open", "connection closed"})
+
+
+def _service_event(record: logging.LogRecord) -> bool:
+    if not record.name.startswith("uvicorn") or not isinstance(record.msg, str):
+        return True
+    return not (record.msg.startswith('%s - "WebSocket') or record.msg in _CONNECTION_LINES)
+
+
 class LogBroadcastHandler(logging.Handler):
-    """Python logging records become /ws/logs events (from any thread)."""
+    """Python logging records become /ws/logs events (from any thread): the service's own
+    events only, chat queries cut."""
 
     def __init__(self, broadcast: LogBroadcast, source: str = "frontend") -> None:
         super().__init__(level=logging.INFO)
         self._broadcast = broadcast
         self._source = source
+        self.addFilter(_service_event)
+        self.addFilter(RedactChatQueries())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
+from uvicorn.config import LOGGING_CONFIG
 
 from frontend.app import create_app
 from frontend.settings import FrontendSettings
+from moshi_protocol.privacy import RedactChatQueries, redact_logging_handlers
 from stack_settings.report import report_invalid_settings
 from stack_tls.certificates import ensure_certificate
 
@@ -25,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    redact_logging_handlers()
     try:
         settings = FrontendSettings()
     except ValidationError as error:
@@ -50,5 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ssl_certfile=certificate,
         ssl_keyfile=key,
         log_level="info",
+        log_config=_uvicorn_log_config(),
     )
     return 0
+
+
+def _uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging, with chat queries cut from every line it prints (its access lines
+    and its WebSocket lines carry the relay's URL, persona included)."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact_chat_queries": {"()": RedactChatQueries}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact_chat_queries"]
+    return config

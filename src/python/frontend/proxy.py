@@ -7,6 +7,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -31,18 +32,6 @@ class RelayStats:
     to_browser_bytes: int = 0
     close_code: int | None = None
     close_reason: str = ""
-
-
-def _client_ssl(url: str, trust_self_signed: bool) -> ssl.SSLContext | bool:
-    if not url.startswith("wss://"):
-        return True
-    if trust_self_signed:
-        # Explicitly configured (MOSHI_TRUST_SELF_SIGNED): the backend's own self-signed pair.
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return True
 
 
 async def _refuse(browser: WebSocket, reason: str, code: CloseCode) -> None:
@@ -83,7 +72,12 @@ async def _backend_to_browser(
             return
 
 
-async def relay(browser: WebSocket, backend_chat_url: str, trust_self_signed: bool) -> RelayStats:
+async def relay(
+    browser: WebSocket,
+    backend_chat_url: str,
+    backend_ssl: ssl.SSLContext | bool,
+    backend_headers: Mapping[str, str],
+) -> RelayStats:
     """Accept the browser, connect upstream with the same query, relay until either side ends."""
     await browser.accept()
     stats = RelayStats()
@@ -101,7 +95,8 @@ async def relay(browser: WebSocket, backend_chat_url: str, trust_self_signed: bo
         try:
             backend = await http.ws_connect(
                 url,
-                ssl=_client_ssl(url, trust_self_signed),
+                ssl=backend_ssl,
+                headers=backend_headers,
                 heartbeat=_HEARTBEAT_S,
                 max_msg_size=_MAX_MESSAGE_BYTES,
             )

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +12,8 @@ from moshi_backend.engines.loopback import LoopbackEngine
 from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages, tone
 from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import CloseCode, MessageKind, encode
-from testsupport.processes import free_port
+from stack_tls.certificates import ensure_certificate, pinned_client_context
+from testsupport.processes import free_port, process_under_test, python_module_command
 
 
 def _settings(backend_base_url: str) -> FrontendSettings:
@@ -89,3 +92,45 @@ async def test_backend_going_away_mid_stream_closes_the_browser_side() -> None:
                 await backend.stop()
                 closed = await client.closed_reason(timeout_s=15)
     assert closed.close_code is not None and closed.close_code != CloseCode.NORMAL
+
+
+async def _relay_outcome(settings: FrontendSettings) -> str:
+    """ "live" when a conversation gets through the relay, else the relay's 0x05 reason."""
+    async with frontend_in_loop(settings) as base, ChatClient.connect(_proxy_url(base)) as client:
+        try:
+            await client.handshake()
+        except ChatClosed as closed:
+            return str(closed.reason)
+    return "live"
+
+
+def test_the_relay_trusts_the_pinned_certificate_and_no_other(tmp_path: Path) -> None:
+    stack, _ = ensure_certificate(tmp_path / "stack")
+    stranger, _ = ensure_certificate(tmp_path / "stranger")
+    port = free_port()
+    command = python_module_command(
+        "moshi_backend",
+        "--engine",
+        "loopback",
+        "--port",
+        str(port),
+        "--ssl",
+        "--ssl-dir",
+        str(tmp_path / "stack"),
+    )
+    with process_under_test(command) as backend:
+        url = f"https://127.0.0.1:{port}"
+        backend.wait_http(f"{url}/health", ssl_context=pinned_client_context(stack))
+        outcomes = {
+            name: asyncio.run(
+                _relay_outcome(
+                    FrontendSettings(moshi_backend_url=url, moshi_proxy=True, moshi_trust_cert=cert)
+                )
+            )
+            for name, cert in (("pinned", stack), ("another", stranger), ("none", None))
+        }
+    assert outcomes["pinned"] == "live"
+    # The system's authorities know nothing of the stack's pair; another pair is not ours.
+    for name in ("another", "none"):
+        assert outcomes[name].startswith("backend unreachable"), outcomes
+        assert "CERTIFICATE_VERIFY_FAILED" in outcomes[name], outcomes

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import ssl
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stack_tls.certificates import pinned_client_context
+
+
+class LogsStream(str, Enum):
+    """Who may read the server's events on /ws/logs."""
+
+    LOOPBACK = "loopback"  # browsers on this machine only: development, `up`
+    ON = "on"
+    OFF = "off"
 
 
 class FrontendSettings(BaseSettings):
@@ -29,18 +41,33 @@ class FrontendSettings(BaseSettings):
     moshi_backend_url: str = ""
     # Browsers use /proxy/moshi instead of connecting directly (always so with MOSHI_USE_SSL).
     moshi_proxy: bool = False
-    # Accept the backend's self-signed certificate in the proxy; only when explicitly asked.
-    moshi_trust_self_signed: bool = False
+    # The certificate the relay and the backend client trust for the backend (the stack's own
+    # self-signed one, pinned); unset: the system's certificate authorities.
+    moshi_trust_cert: Path | None = None
     app_reload: bool = False
     # With MOSHI_USE_SSL the frontend serves HTTPS with cert.pem/key.pem from here (made if absent).
     app_ssl_dir: Path = Path("certs")
     log_replay_events: int = Field(default=200, ge=0, le=10_000)
+    # A published frontend serves remote browsers, which get no server events by default.
+    app_logs_stream: LogsStream = LogsStream.LOOPBACK
     backend_poll_interval_s: float = Field(default=5.0, gt=0, le=300)
     otel_exporter_otlp_endpoint: str | None = None
+    # Pages of other origins that may open /proxy/moshi and /ws/logs (comma-separated); the
+    # frontend's own pages always may.
+    moshi_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # The key the backend requires (MOSHI_API_KEY there too): the relay adds it, browsers never
+    # see it, so they go through the relay.
+    moshi_api_key: SecretStr | None = None
 
     @property
     def use_proxy(self) -> bool:
-        return self.moshi_proxy or self.moshi_use_ssl
+        return self.moshi_proxy or self.moshi_use_ssl or self.moshi_api_key is not None
+
+    def backend_headers(self) -> dict[str, str]:
+        """What the relay and the backend client add to every request to the backend."""
+        if self.moshi_api_key is None:
+            return {}
+        return {"Authorization": f"Bearer {self.moshi_api_key.get_secret_value()}"}
 
     @field_validator("moshi_ws_url")
     @classmethod
@@ -49,7 +76,7 @@ class FrontendSettings(BaseSettings):
             raise ValueError("must be a ws:// or wss:// URL")
         return value
 
-    @field_validator("moshi_ws_urls", mode="before")
+    @field_validator("moshi_ws_urls", "moshi_allowed_origins", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
@@ -62,6 +89,18 @@ class FrontendSettings(BaseSettings):
         for url in value:
             if not url.startswith(("ws://", "wss://")):
                 raise ValueError(f"{url!r} is not a ws:// or wss:// URL")
+        return value
+
+    @field_validator("moshi_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("moshi_trust_cert")
+    @classmethod
+    def _is_a_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file (a PEM certificate to trust)")
         return value
 
     @field_validator("moshi_backend_url")
@@ -84,6 +123,13 @@ class FrontendSettings(BaseSettings):
             scheme = "https" if parts.scheme == "wss" else "http"
             object.__setattr__(self, "moshi_backend_url", f"{scheme}://{parts.netloc}")
         return self
+
+    def backend_ssl(self) -> ssl.SSLContext | bool:
+        """How this server verifies the backend's TLS: the pinned certificate, or the system's
+        authorities (True)."""
+        if self.moshi_trust_cert is None:
+            return True
+        return pinned_client_context(self.moshi_trust_cert)
 
     @property
     def backend_chat_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -21,3 +22,5 @@ class AppState:
     backend_client: BackendClient
     pool: BackendPool
     tracer: trace.Tracer
+    # How the backend's TLS is verified (the pinned certificate, or the system's authorities).
+    backend_ssl: ssl.SSLContext | bool

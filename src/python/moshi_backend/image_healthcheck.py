@@ -10,12 +10,14 @@ import json
 import sys
 
 from moshi_backend.settings import BackendSettings
+from stack_tls.certificates import CERT_FILE
 from stack_tls.loopback import get_own_health
 
 
 def main() -> int:
     settings = BackendSettings()
-    url, body = get_own_health(settings.moshi_port, settings.moshi_use_ssl)
+    cert = settings.moshi_ssl_dir / CERT_FILE if settings.moshi_use_ssl else None
+    url, body = get_own_health(settings.moshi_port, cert)
     if body is None:
         return 1
     try:

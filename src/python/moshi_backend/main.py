@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from moshi_backend.access_log import QuietPollsAccessLogger
 from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.selection import create_engine
-from moshi_backend.server import ChatServer
+from moshi_backend.server import ChatServer, ServerOptions
 from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName
+from moshi_protocol.privacy import redact_logging_handlers
 from stack_settings.report import report_invalid_settings
 from stack_telemetry.otel import setup_telemetry
 from stack_tls.certificates import server_ssl_context
@@ -70,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="MOSHI_LOOPBACK_DELAY_MS, default 0",
     )
+    add(
+        "--idle-timeout-s",
+        dest="moshi_idle_timeout_s",
+        type=float,
+        help="end a conversation without audio from its client this long (MOSHI_IDLE_TIMEOUT_S, "
+        "default 30, 0 off)",
+    )
+    add(
+        "--max-conversation-s",
+        dest="moshi_max_conversation_s",
+        type=float,
+        help="longest conversation (MOSHI_MAX_CONVERSATION_S; default the engine's, 0 no limit)",
+    )
     add("--otel-endpoint", dest="otel_exporter_otlp_endpoint", help="OTEL_EXPORTER_OTLP_ENDPOINT")
     return parser
 
@@ -79,6 +93,15 @@ def load_settings(argv: Sequence[str] | None) -> BackendSettings:
     overrides = {name: value for name, value in vars(args).items() if value is not None}
     # Init arguments take precedence over the environment in pydantic-settings.
     return BackendSettings(**overrides)
+
+
+def server_options(settings: BackendSettings) -> ServerOptions:
+    return ServerOptions(
+        idle_timeout_s=settings.moshi_idle_timeout_s,
+        max_conversation_s=settings.moshi_max_conversation_s,
+        allowed_origins=settings.moshi_allowed_origins,
+        api_key=settings.moshi_api_key.get_secret_value() if settings.moshi_api_key else None,
+    )
 
 
 async def serve(settings: BackendSettings, stop: asyncio.Event) -> None:
@@ -94,7 +117,7 @@ async def serve(settings: BackendSettings, stop: asyncio.Event) -> None:
 
 async def _serve(settings: BackendSettings, stop: asyncio.Event, tracer: Tracer) -> None:
     engine = create_engine(settings)
-    server = ChatServer(engine, tracer=tracer)
+    server = ChatServer(engine, server_options(settings), tracer=tracer)
     app = web.Application()
     server.install(app)
     ssl_context = None
@@ -124,13 +147,15 @@ async def _serve(settings: BackendSettings, stop: asyncio.Event, tracer: Tracer)
         loading.cancel()
     finally:
         await runner.cleanup()
-        server.shutdown()
+        await server.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The access log's request lines carry chat URLs with the persona in their query.
+    redact_logging_handlers()
     try:
         settings = load_settings(argv)
     except ValidationError as error:

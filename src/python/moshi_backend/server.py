@@ -13,10 +13,11 @@ from typing import Any
 
 from aiohttp import web
 from opentelemetry import trace
+from stack_threads.daemon import in_daemon_thread
 
 from moshi_backend.engines.base import Engine, EngineError
 from moshi_backend.metrics import ServerMetrics
-from moshi_backend.session import ChatSession, ClientGone
+from moshi_backend.session import ChatSession, ClientGone, ConversationOver
 from moshi_protocol.messages import (
     MAX_MESSAGE_BYTES,
     CloseCode,
@@ -24,6 +25,7 @@ from moshi_protocol.messages import (
     ProtocolError,
     encode,
 )
+from moshi_protocol.origins import LOCAL_FRONTEND_ORIGINS, api_key_refusal, origin_refusal
 from moshi_protocol.params import parse_chat_params
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,14 @@ class ServerOptions:
     # Above our own limit the server still answers with 0x05; above this one the WebSocket layer
     # closes with 1009 before the message is read whole.
     transport_max_message_bytes: int = 16 * MAX_MESSAGE_BYTES
+    # No audio from the client this long ends the conversation ("idle"); 0: never.
+    idle_timeout_s: float = 30.0
+    # None: the engine's own limit (EngineInfo.max_conversation_s); 0: no limit.
+    max_conversation_s: float | None = None
+    # Browser pages of these origins (and of the backend's own) may open /api/chat.
+    allowed_origins: tuple[str, ...] = LOCAL_FRONTEND_ORIGINS
+    # When set, /api/chat and /api/voices need it as a bearer token.
+    api_key: str | None = None
 
 
 class ChatServer:
@@ -59,10 +69,11 @@ class ChatServer:
         self._tracer = tracer if tracer is not None else trace.NoOpTracer()
         self.options = options or ServerOptions()
         self.metrics = ServerMetrics()
+        engine.observe_steps(self.metrics.record_step)
         info = engine.info
-        self._executor = ThreadPoolExecutor(
-            max_workers=info.capacity + 1, thread_name_prefix=f"engine-{info.name}"
-        )
+        # Made once the engine has loaded and knows its capacity: every conversation holds at
+        # most one thread at a time (its start, a step or its close), plus one to spare.
+        self._executor: ThreadPoolExecutor | None = None
         self._status = Status.LOADING
         self._progress = 0.0
         self._stage = "starting"
@@ -103,7 +114,7 @@ class ChatServer:
 
     async def load(self) -> None:
         """Load the engine off the loop; /health reports progress meanwhile."""
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
 
         def progress(
             fraction: float, stage: str = "", detail: Mapping[str, int] | None = None
@@ -114,13 +125,20 @@ class ChatServer:
             self._load_detail = dict(detail or {})
 
         try:
-            await loop.run_in_executor(self._executor, self.engine.load, progress)
+            # A daemon thread: a SIGTERM during a download or load must not wait for its end
+            # (the default executor's threads are joined when the process exits).
+            await in_daemon_thread(lambda: self.engine.load(progress), "engine-load")
         except Exception as error:  # any failure must show in /health, not kill the server
             self._status, self._error = Status.ERROR, f"{type(error).__name__}: {error}"
             log.error("engine %s failed to load: %s", self.engine.info.name, self._error)
             return
+        info = self.engine.info
+        self._executor = ThreadPoolExecutor(
+            max_workers=info.capacity + 1, thread_name_prefix=f"engine-{info.name}"
+        )
+        self.metrics.sessions_capacity.set(info.capacity)
         self._status, self._progress, self._stage = Status.READY, 1.0, "ready"
-        log.info("engine %s ready", self.engine.info.name)
+        log.info("engine %s ready, %d conversation slot(s)", info.name, info.capacity)
 
     def health_document(self) -> dict[str, Any]:
         info = self.engine.info
@@ -142,6 +160,8 @@ class ChatServer:
         return web.json_response(self.health_document(), status=status)
 
     async def voices(self, request: web.Request) -> web.Response:
+        if refusal := api_key_refusal(request.headers, self.options.api_key):
+            raise web.HTTPUnauthorized(text=refusal)
         return web.json_response({"voices": list(self.engine.info.voices)})
 
     async def prometheus(self, request: web.Request) -> web.Response:
@@ -154,6 +174,16 @@ class ChatServer:
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="/api/chat is a WebSocket endpoint: upgrade expected")
+        # Before the upgrade, as HTTP statuses: another site's page must not reach the model,
+        # and without the key nobody may.
+        origin = request.headers.get("Origin")
+        allowed = self.options.allowed_origins
+        if refusal := origin_refusal(origin, request.host, allowed, any_port=True):
+            log.info("refused an upgrade: %s", refusal)
+            raise web.HTTPForbidden(text=refusal)
+        if refusal := api_key_refusal(request.headers, self.options.api_key):
+            log.info("refused an upgrade without the API key")
+            raise web.HTTPUnauthorized(text=refusal)
         await ws.prepare(request)
         self._sockets.add(ws)
         label = f"session-{next(self._session_ids)}"
@@ -167,6 +197,10 @@ class ChatServer:
             self._record_outcome(span, outcome)
             log.info("%s: %s", label, error.reason)
             await self._close_with_error(ws, error.reason, error.close_code)
+        except ConversationOver as error:
+            self._record_outcome(span, error.outcome)
+            log.info("%s: %s", label, error.reason)
+            await self._close_with_error(ws, error.reason, CloseCode.NORMAL)
         except ClientGone as error:
             self._record_outcome(span, "client_gone")
             log.info("%s: client gone (%s)", label, error)
@@ -202,9 +236,12 @@ class ChatServer:
             raise ProtocolError(f"not ready: {reason}", CloseCode.TRY_AGAIN_LATER)
         if self._active >= info.capacity:
             raise ProtocolError(
-                f"busy: all {info.capacity} conversation slot(s) are in use; try again later",
+                f"busy: {self._active} of {info.capacity} conversation slots are in use; "
+                "try again later",
                 CloseCode.TRY_AGAIN_LATER,
             )
+        executor = self._executor
+        assert executor is not None  # made when the engine became ready
         self._active += 1
         self.metrics.sessions_active.set(self._active)
         loop = asyncio.get_running_loop()
@@ -212,30 +249,37 @@ class ChatServer:
             "%s: start (voice %s, %d/%d)", label, params.voice_prompt, self._active, info.capacity
         )
         try:
-            engine_session = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self.engine.start_session, params),
-                self.options.session_start_timeout_s,
-            )
+            # Claims a slot and queues the persona prompt; the session waits for it below.
+            engine_session = await loop.run_in_executor(executor, self.engine.start_session, params)
             session = ChatSession(
                 ws,
                 engine_session,
                 self.metrics,
-                self._executor,
+                executor,
                 max_pending_frames=self.options.max_pending_frames,
                 send_timeout_s=self.options.send_timeout_s,
+                start_timeout_s=self.options.session_start_timeout_s,
+                idle_timeout_s=self.options.idle_timeout_s,
+                max_conversation_s=self._conversation_limit(),
                 label=label,
                 compute_inline=info.light_steps,
             )
             try:
-                await session.send(MessageKind.HANDSHAKE)
                 await session.run()
             finally:
                 span.set_attribute("frames", session.frames_processed)
-                await loop.run_in_executor(self._executor, engine_session.close)
+                # Every way out (client gone, error, timeout, shutdown) frees the slot here.
+                await loop.run_in_executor(executor, engine_session.close)
         finally:
             self._active -= 1
             self.metrics.sessions_active.set(self._active)
             log.info("%s: end", label)
+
+    def _conversation_limit(self) -> float | None:
+        limit = self.options.max_conversation_s
+        if limit is None:
+            limit = self.engine.info.max_conversation_s
+        return limit or None
 
     async def _close_with_error(
         self, ws: web.WebSocketResponse, reason: str, code: CloseCode
@@ -251,5 +295,9 @@ class ChatServer:
         except (TimeoutError, ConnectionError):
             log.info("could not deliver error %r: client gone", reason)
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def shutdown(self) -> None:
+        """After the HTTP server has stopped: the engine's background work, the threads."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        # Joins the engine's step thread (at most one step long): off the loop.
+        await asyncio.to_thread(self.engine.close)

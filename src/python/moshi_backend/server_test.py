@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import gc
 import os
-import socket
 import struct
 import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 
 import aiohttp
 import numpy as np
@@ -19,8 +18,15 @@ import pytest
 from moshi_backend.engines.base import EngineInfo, ProgressCallback, StepResult
 from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
 from moshi_backend.server import ServerOptions
-from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages, tone
-from moshi_protocol.client import ChatClient, ChatClosed
+from moshi_backend.testing import (
+    BackendInLoop,
+    backend_in_loop,
+    ogg_pages,
+    raw_chat_socket,
+    reset_connection,
+    tone,
+)
+from moshi_protocol.client import ChatClient, ChatClosed, upgrade_answer
 from moshi_protocol.messages import MAX_MESSAGE_BYTES, CloseCode, MessageKind, encode
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
 from moshi_protocol.params import ChatParams
@@ -238,32 +244,14 @@ async def test_engine_behind_real_time_drops_oldest_input_instead_of_lagging() -
     assert audio_messages <= sent_frames - dropped
 
 
-def _raw_upgrade(url: str) -> socket.socket:
-    host, port = url.split("//")[1].split("/")[0].split(":")
-    sock = socket.create_connection((host, int(port)), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /api/chat HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(4096)
-    assert b" 101 " in response.split(b"\r\n")[0]
-    return sock
-
-
 async def test_reset_in_the_middle_of_a_message_frees_the_session(backend: BackendInLoop) -> None:
-    sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
+    sock = await asyncio.to_thread(raw_chat_socket, backend.chat_url)
     async with asyncio.timeout(10):
         while backend.server.active_sessions == 0:
             await asyncio.sleep(0.02)
     # Header of a masked 1000-byte binary frame, then 10 bytes of it, then a TCP reset.
     sock.sendall(bytes([0x82, 0x80 | 126]) + struct.pack("!H", 1000) + os.urandom(4 + 10))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
+    reset_connection(sock)
     await backend.wait_idle()
     await _still_serves(backend)
 
@@ -311,7 +299,7 @@ async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
     # No close frame, no reset, no pong: a laptop whose network went away.
     options = ServerOptions(heartbeat_s=0.5)
     async with backend_in_loop(LoopbackEngine(), options) as backend:
-        sock = await asyncio.to_thread(_raw_upgrade, backend.chat_url)
+        sock = await asyncio.to_thread(raw_chat_socket, backend.chat_url)
         try:
             async with asyncio.timeout(10):
                 while backend.server.active_sessions == 0:
@@ -319,6 +307,46 @@ async def test_client_that_vanishes_silently_is_found_by_heartbeat() -> None:
             await backend.wait_idle(timeout_s=10)
         finally:
             sock.close()
+
+
+class _SlowPromptSession(LoopbackSession):
+    """A persona prompt that takes PROMPT_S: the session is ready only then."""
+
+    PROMPT_S = 3.0
+
+    def __init__(self, params: ChatParams) -> None:
+        super().__init__(0, params)
+        self._ready: Future[None] = Future()
+        self._timer = threading.Timer(self.PROMPT_S, self._ready.set_result, (None,))
+        self._timer.start()
+
+    @property
+    def ready(self) -> Future[None]:
+        return self._ready
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+
+class _SlowPromptEngine(LoopbackEngine):
+    def start_session(self, params: ChatParams) -> LoopbackSession:
+        return _SlowPromptSession(params)
+
+
+async def test_a_persona_prompt_longer_than_the_heartbeat_keeps_its_client() -> None:
+    # aiohttp reads a pong only inside receive(): a server that stops reading while the prompt
+    # runs takes its own client for vanished and closes with 1006 (CI saw it with a slow CPU).
+    options = ServerOptions(heartbeat_s=0.5)
+    async with backend_in_loop(_SlowPromptEngine(), options) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            started = time.monotonic()
+            await client.handshake(timeout_s=30)
+            waited = time.monotonic() - started
+            for page in ogg_pages(tone(0.4)):
+                await client.send_audio(page)
+            while (await client.receive(timeout_s=10)).kind is not MessageKind.AUDIO:
+                pass
+    assert waited >= _SlowPromptSession.PROMPT_S - 0.1
 
 
 async def test_shutdown_tells_live_clients_going_away_at_once() -> None:
@@ -331,3 +359,143 @@ async def test_shutdown_tells_live_clients_going_away_at_once() -> None:
             await asyncio.wait_for(stopping, 10)
     assert closed.close_code == CloseCode.GOING_AWAY
     assert time.monotonic() - started < 5  # not aiohttp's shutdown timeout
+
+
+async def test_a_client_that_sends_no_audio_is_ended_as_idle() -> None:
+    async with backend_in_loop(LoopbackEngine(), ServerOptions(idle_timeout_s=1.0)) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            await client.handshake()
+            # Talking keeps it open well past the idle time...
+            talked_until = time.monotonic() + 2.0
+            for page in ogg_pages(tone(3.0)):
+                if time.monotonic() > talked_until:
+                    break
+                await client.send_audio(page)
+                await asyncio.sleep(0.08)
+            silent_from = time.monotonic()
+            # ...and silence ends it.
+            closed = await client.closed_reason(timeout_s=10)
+            quiet_s = time.monotonic() - silent_from
+        await backend.wait_idle(timeout_s=10)
+        outcomes = backend.server.metrics.registry.get_sample_value(
+            "moshi_sessions_total", {"outcome": "idle"}
+        )
+    assert closed.close_code == CloseCode.NORMAL
+    assert closed.reason == "idle: no audio from the client for 1 s"
+    assert 0.9 <= quiet_s < 5
+    assert outcomes == 1
+
+
+async def test_a_conversation_ends_at_the_time_limit_even_while_talking() -> None:
+    options = ServerOptions(max_conversation_s=1.5)
+    async with backend_in_loop(LoopbackEngine(), options) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            await client.handshake()
+            started = time.monotonic()
+
+            async def talk() -> None:
+                for page in ogg_pages(tone(10.0)):
+                    await client.send_audio(page)
+                    await asyncio.sleep(0.08)
+
+            talking = asyncio.create_task(talk())
+            try:
+                closed = await client.closed_reason(timeout_s=10)
+            finally:
+                talking.cancel()
+                await asyncio.gather(talking, return_exceptions=True)
+            lasted = time.monotonic() - started
+        await backend.wait_idle(timeout_s=10)
+    assert closed.close_code == CloseCode.NORMAL
+    assert closed.reason is not None and closed.reason.startswith("conversation limit: ")
+    assert "1.5 s" in closed.reason
+    assert 1.4 <= lasted < 6
+
+
+async def test_the_engine_sets_the_default_conversation_limit() -> None:
+    class _Limited(LoopbackEngine):
+        @property
+        def info(self) -> EngineInfo:
+            return dataclasses.replace(super().info, max_conversation_s=1.0)
+
+    async with backend_in_loop(_Limited()) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            await client.handshake()
+            closed = await client.closed_reason(timeout_s=10)
+    assert closed.reason is not None and closed.reason.startswith("conversation limit: ")
+    # 0 in the options lifts the engine's limit.
+    options = ServerOptions(max_conversation_s=0, idle_timeout_s=0)
+    async with backend_in_loop(_Limited(), options) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            await client.handshake()
+            with pytest.raises(TimeoutError):  # the opening text, then nothing: still open
+                while True:
+                    await client.receive(timeout_s=2.5)
+
+
+async def test_a_large_audio_message_is_decoded_off_the_event_loop(
+    backend: BackendInLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded_on: list[threading.Thread] = []
+    feed = OpusFrameDecoder.feed
+
+    def recording_feed(self: OpusFrameDecoder, data: bytes) -> list[Pcm]:
+        decoded_on.append(threading.current_thread())
+        return feed(self, data)
+
+    monkeypatch.setattr(OpusFrameDecoder, "feed", recording_feed)
+    pages = ogg_pages(tone(12.0))
+    small, rest = pages[:3], pages[3:]
+    big = b"".join(rest)
+    while len(big) > MAX_MESSAGE_BYTES - 1:
+        rest = rest[:-1]
+        big = b"".join(rest)
+    assert len(big) > 8192
+    async with ChatClient.connect(backend.chat_url) as client:
+        await client.handshake()
+        for page in small:
+            await client.send_audio(page)
+        await client.send_audio(big)
+        while (await client.receive(timeout_s=10)).kind is not MessageKind.AUDIO:
+            pass
+        async with asyncio.timeout(10):
+            while len(decoded_on) < len(small) + 1:
+                await asyncio.sleep(0.02)
+    loop_thread = threading.current_thread()
+    assert decoded_on[: len(small)] == [loop_thread] * len(small)  # pages: inline, cheap
+    assert decoded_on[len(small)] is not loop_thread
+    await _still_serves(backend)
+
+
+async def test_pages_of_other_sites_are_refused_before_the_upgrade() -> None:
+    options = ServerOptions(allowed_origins=("https://voice.example.org",))
+    async with backend_in_loop(LoopbackEngine(), options) as backend:
+        url, own = backend.chat_url, backend.base_url.split("//")[1]
+        refused = await upgrade_answer(url, {"Origin": "https://evil.example.com"})
+        assert (await upgrade_answer(url, {"Origin": "http://localhost:8123"}))[0] == 403
+        assert refused[0] == 403
+        assert "origin https://evil.example.com may not open this WebSocket" in refused[1]
+        assert backend.server.active_sessions == 0
+        # The allowed, the backend's own page and the frontend's beside it (same host).
+        for allowed in ("https://voice.example.org", f"http://{own}", "http://127.0.0.1:8123"):
+            assert (await upgrade_answer(url, {"Origin": allowed}))[0] == 101
+        assert (await upgrade_answer(url, {}))[0] == 101  # a program, not a page
+
+
+async def test_with_an_api_key_only_requests_that_carry_it_get_through() -> None:
+    options = ServerOptions(api_key="key-server-test")
+    async with backend_in_loop(LoopbackEngine(), options) as backend:
+        status, reason = await upgrade_answer(backend.chat_url, {})
+        assert status == 401 and "requires its API key" in reason
+        wrong = {"Authorization": "Bearer key-wrong"}
+        assert (await upgrade_answer(backend.chat_url, wrong))[0] == 401
+        right = {"Authorization": "Bearer key-server-test"}
+        assert (await upgrade_answer(backend.chat_url, right))[0] == 101
+        async with aiohttp.ClientSession() as http:
+            async with http.get(backend.base_url + "/api/voices") as response:
+                assert response.status == 401
+                assert "requires its API key" in await response.text()
+            async with http.get(backend.base_url + "/api/voices", headers=right) as response:
+                assert response.status == 200
+            async with http.get(backend.base_url + "/health") as response:
+                assert response.status == 200  # probes need no key

@@ -1,4 +1,4 @@
-"""One conversation on an open WebSocket: audio in, engine steps off the loop, audio out."""
+"""One conversation on an open WebSocket: conditioning, handshake, then audio in, steps, out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 
 from aiohttp import WSMsgType, web
 
-from moshi_backend.engines.base import EngineSession, Pcm, StepResult
+from moshi_backend.engines.base import EngineError, EngineSession, Pcm, StepResult
 from moshi_backend.metrics import ServerMetrics
 from moshi_protocol.messages import CloseCode, MessageKind, ProtocolError, decode, encode
 from moshi_protocol.opus import OpusEncoder, OpusFrameDecoder
@@ -20,10 +20,22 @@ log = logging.getLogger(__name__)
 _IGNORED_FROM_CLIENT = {MessageKind.PING, MessageKind.CONTROL, MessageKind.METADATA}
 _DROP_LOG_INTERVAL_S = 1.0
 _IDLE_POLL_S = 1.0
+# A page of a microphone's Ogg/Opus stream is a few hundred bytes and decodes in microseconds;
+# a larger message (up to 64 KiB of tiny packets: minutes of audio) is decoded on a thread.
+_INLINE_DECODE_BYTES = 4096
 
 
 class ClientGone(Exception):
     """The client stopped reading or vanished; nothing more can be sent to it."""
+
+
+class ConversationOver(Exception):
+    """The server ends the conversation (idle client, time limit); the reason goes to the client."""
+
+    def __init__(self, reason: str, outcome: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.outcome = outcome
 
 
 class ChatSession:
@@ -36,6 +48,9 @@ class ChatSession:
         *,
         max_pending_frames: int,
         send_timeout_s: float,
+        start_timeout_s: float,
+        idle_timeout_s: float = 0.0,
+        max_conversation_s: float | None = None,
         label: str,
         compute_inline: bool = False,
     ) -> None:
@@ -44,6 +59,10 @@ class ChatSession:
         self._metrics = metrics
         self._executor = executor
         self._send_timeout_s = send_timeout_s
+        self._start_timeout_s = start_timeout_s
+        self._idle_timeout_s = idle_timeout_s
+        self._max_conversation_s = max_conversation_s
+        self._last_audio = time.monotonic()
         self._label = label
         self._compute_inline = compute_inline
         self._decoder = OpusFrameDecoder()
@@ -61,19 +80,55 @@ class ChatSession:
         return self._processed
 
     async def run(self) -> None:
-        """Returns when the client goes; raises ProtocolError on bad input."""
-        for piece in self._engine.opening_text:
-            await self.send(MessageKind.TEXT, piece)
+        """Handshake once the engine session is ready, then converse until the client goes.
+
+        Raises ProtocolError on bad input, ClientGone, and EngineError when the session never
+        becomes ready (or not within the start timeout).
+        """
+        # Reading from the start: a client that leaves during its persona prompt is noticed
+        # (and its slot freed by the caller) at once, not after the prompt.
         receiver = asyncio.create_task(self._receive(), name=f"{self._label}-receive")
-        worker = asyncio.create_task(self._work(), name=f"{self._label}-work")
+        tasks = [receiver]
         try:
-            done, _ = await asyncio.wait({receiver, worker}, return_when=asyncio.FIRST_COMPLETED)
+            await self._until_ready(receiver)
+            await self.send(MessageKind.HANDSHAKE)
+            self._last_audio = time.monotonic()  # quiet time counts from the handshake
+            for piece in self._engine.opening_text:
+                await self.send(MessageKind.TEXT, piece)
+            tasks.append(asyncio.create_task(self._work(), name=f"{self._label}-work"))
+            if self._idle_timeout_s or self._max_conversation_s:
+                tasks.append(asyncio.create_task(self._watch(), name=f"{self._label}-watch"))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raises ProtocolError / ClientGone
         finally:
-            for task in (receiver, worker):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(receiver, worker, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _until_ready(self, receiver: asyncio.Task[None]) -> None:
+        ready = asyncio.wrap_future(self._engine.ready)
+        try:
+            done, _ = await asyncio.wait(
+                {ready, receiver},
+                timeout=self._start_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            # Given up on: the engine ignores a cancelled future, and the caller's close()
+            # frees the slot and stops the prompt.
+            if not ready.done():
+                ready.cancel()
+        if ready in done:
+            ready.result()  # re-raises the engine's EngineError
+        elif receiver in done:
+            receiver.result()  # re-raises ProtocolError
+            raise ClientGone("the client left during its persona prompt")
+        else:
+            raise EngineError(
+                f"the persona prompt did not finish within {self._start_timeout_s:g} s "
+                "(session start timeout)"
+            )
 
     async def send(self, kind: MessageKind, payload: bytes | str = b"") -> None:
         if self._ws.closed:
@@ -87,7 +142,7 @@ class ChatSession:
         while True:
             message = await self._ws.receive()
             if message.type == WSMsgType.BINARY:
-                self._handle(message.data)
+                await self._handle(message.data)
             elif message.type == WSMsgType.TEXT:
                 raise ProtocolError(
                     "text WebSocket frames are not part of the protocol; send binary messages",
@@ -100,13 +155,38 @@ class ChatSession:
             else:  # CLOSE, CLOSING, CLOSED: the client went away
                 return
 
-    def _handle(self, data: bytes) -> None:
+    async def _handle(self, data: bytes) -> None:
         message = decode(data)
         if message.kind is MessageKind.AUDIO:
-            for frame in self._decoder.feed(message.payload):
+            self._last_audio = time.monotonic()
+            if len(message.payload) <= _INLINE_DECODE_BYTES:
+                frames = self._decoder.feed(message.payload)
+            else:
+                frames = await asyncio.to_thread(self._decoder.feed, message.payload)
+            for frame in frames:
                 self._enqueue(frame)
         elif message.kind not in _IGNORED_FROM_CLIENT:
             raise ProtocolError(f"message kind {message.kind.name} is sent by the server only")
+
+    async def _watch(self) -> None:
+        """Ends a conversation whose client went quiet or that reached the time limit: a tab
+        left open must not hold a conversation slot for good."""
+        live_since = time.monotonic()
+        limits = [t for t in (self._idle_timeout_s, self._max_conversation_s) if t]
+        poll_s = min(1.0, min(limits) / 4)
+        while True:
+            await asyncio.sleep(poll_s)
+            now = time.monotonic()
+            if self._idle_timeout_s and now - self._last_audio >= self._idle_timeout_s:
+                raise ConversationOver(
+                    f"idle: no audio from the client for {self._idle_timeout_s:g} s", "idle"
+                )
+            if self._max_conversation_s and now - live_since >= self._max_conversation_s:
+                raise ConversationOver(
+                    f"conversation limit: a conversation lasts at most "
+                    f"{self._max_conversation_s:g} s on this server",
+                    "time_limit",
+                )
 
     def _enqueue(self, frame: Pcm) -> None:
         self._metrics.frames_in.inc()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from moshi_protocol.origins import LOCAL_FRONTEND_ORIGINS
 
 
 class EngineName(str, Enum):
@@ -45,8 +48,38 @@ class BackendSettings(BaseSettings):
     moshi_loopback_delay_ms: int = Field(default=0, ge=0, le=10_000)
     # Conversations served at once; unset means the engine's own default (1 for model engines).
     moshi_max_sessions: int | None = Field(default=None, ge=1, le=1024)
+    # A conversation whose client sends no audio this long ends with 0x05 "idle"; 0 turns it off.
+    moshi_idle_timeout_s: float = Field(default=30.0, ge=0, le=86_400)
+    # The longest conversation; unset: the engine's own (model engines 15 minutes, loopback
+    # none); 0: no limit.
+    moshi_max_conversation_s: float | None = Field(default=None, ge=0, le=7 * 86_400)
+    # Pages of other origins that may open /api/chat (comma-separated); unset: a frontend on its
+    # default port on this machine. The orchestrator sets its frontend's.
+    moshi_allowed_origins: Annotated[tuple[str, ...], NoDecode] = LOCAL_FRONTEND_ORIGINS
+    # Required on /api/chat and /api/voices when set (the frontend's relay sends it).
+    moshi_api_key: SecretStr | None = None
     otel_exporter_otlp_endpoint: str | None = None
     hf_token: SecretStr | None = None
+
+    @field_validator("moshi_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("moshi_allowed_origins")
+    @classmethod
+    def _are_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin (http(s)://host[:port])")
+        return value
+
+    @field_validator("moshi_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("otel_exporter_otlp_endpoint")
     @classmethod

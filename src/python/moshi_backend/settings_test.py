@@ -37,9 +37,40 @@ def test_reads_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MOSHI_ENGINE", "gpt"),
         ("MOSHI_USE_SSL", "maybe"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ("MOSHI_IDLE_TIMEOUT_S", "-1"),
+        ("MOSHI_IDLE_TIMEOUT_S", "soon"),
+        ("MOSHI_MAX_CONVERSATION_S", "-5"),
     ],
 )
 def test_rejects_bad_values(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
+        BackendSettings()
+
+
+def test_conversation_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MOSHI_IDLE_TIMEOUT_S", "MOSHI_MAX_CONVERSATION_S"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = BackendSettings()
+    assert defaults.moshi_idle_timeout_s == 30 and defaults.moshi_max_conversation_s is None
+    monkeypatch.setenv("MOSHI_IDLE_TIMEOUT_S", "0")
+    monkeypatch.setenv("MOSHI_MAX_CONVERSATION_S", "600")
+    settings = BackendSettings()
+    assert settings.moshi_idle_timeout_s == 0 and settings.moshi_max_conversation_s == 600
+
+
+def test_allowed_origins_and_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MOSHI_ALLOWED_ORIGINS", raising=False)
+    monkeypatch.delenv("MOSHI_API_KEY", raising=False)
+    defaults = BackendSettings()
+    assert "http://localhost:8010" in defaults.moshi_allowed_origins
+    assert defaults.moshi_api_key is None
+    monkeypatch.setenv("MOSHI_ALLOWED_ORIGINS", "https://a.example, http://b.example:8010")
+    monkeypatch.setenv("MOSHI_API_KEY", "key-settings-test")
+    settings = BackendSettings()
+    assert settings.moshi_allowed_origins == ("https://a.example", "http://b.example:8010")
+    assert settings.moshi_api_key is not None
+    assert "key-settings-test" not in repr(settings)
+    monkeypatch.setenv("MOSHI_ALLOWED_ORIGINS", "a.example")
+    with pytest.raises(ValidationError, match="is not an origin"):
         BackendSettings()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import base64
+import os
+import socket
+import ssl
+import struct
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import aiohttp
 import numpy as np
@@ -68,7 +74,32 @@ async def backend_in_loop(
         yield BackendInLoop(server, str(http_server.make_url("")).rstrip("/"), http_server)
     finally:
         await http_server.close()
-        server.shutdown()
+        await server.shutdown()
+
+
+def raw_chat_socket(chat_url: str, query: Mapping[str, str] | None = None) -> socket.socket:
+    """A TCP socket upgraded to /api/chat by hand, for clients that misbehave (blocking)."""
+    host, port = chat_url.split("//")[1].split("/")[0].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    target = "/api/chat" + (f"?{urlencode(query)}" if query else "")
+    sock.sendall(
+        (
+            f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(4096)
+    assert b" 101 " in response.split(b"\r\n")[0]
+    return sock
+
+
+def reset_connection(sock: socket.socket) -> None:
+    """Close with a TCP reset: a client that vanishes without a WebSocket close."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def tone(seconds: float, hz: float = 440.0, amplitude: float = 0.5) -> Pcm:
@@ -84,9 +115,11 @@ def ogg_pages(pcm: Pcm) -> list[bytes]:
     return [piece for piece in pieces if piece]
 
 
-async def echo_once(chat_url: str) -> None:
-    """One short conversation: a handshake, 0.8 s of tone, until the first audio comes back."""
-    async with ChatClient.connect(chat_url) as client:
+async def echo_once(chat_url: str, ssl_context: ssl.SSLContext | None = None) -> None:
+    """One short conversation: a handshake, 0.8 s of tone, until the first audio comes back;
+    over wss:// trusting ssl_context when given (a pinned pair), else the system's roots."""
+    trust: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+    async with ChatClient.connect(chat_url, ssl_context=trust) as client:
         await client.handshake()
         for page in ogg_pages(tone(0.8)):
             await client.send_audio(page)

@@ -21,6 +21,29 @@ class ChatClosed(Exception):
         self.close_code = close_code
 
 
+async def upgrade_answer(url: str, headers: Mapping[str, str]) -> tuple[int, str]:
+    """101 when the WebSocket opens (then closed again), else the refusal's status and body: the
+    reason a browser's devtools show for a refused page or a missing key."""
+    async with aiohttp.ClientSession() as http:
+        try:
+            ws = await http.ws_connect(url, headers=headers)
+        except aiohttp.WSServerHandshakeError:
+            pass
+        else:
+            await ws.close()
+            return 101, ""
+        # The same upgrade request, as plain HTTP, to read the body aiohttp's error leaves out.
+        upgrade = {
+            **headers,
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "MDEyMzQ1Njc4OWFiY2RlZg==",
+        }
+        async with http.get(url.replace("ws", "http", 1), headers=upgrade) as answer:
+            return answer.status, await answer.text()
+
+
 class ChatClient:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws

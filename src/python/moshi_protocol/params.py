@@ -33,6 +33,8 @@ class ChatParams(BaseModel):
     temperature: float = Field(default=0.8, gt=0.0, le=2.0)
     temperature_text: float = Field(default=0.7, gt=0.0, le=2.0)
     top_k: int = Field(default=250, ge=1, le=2048)
+    # Of the text tokens (PersonaPlex's text vocabulary has 32000).
+    top_k_text: int = Field(default=25, ge=1, le=32000)
 
     @field_validator("voice_prompt")
     @classmethod

@@ -32,6 +32,7 @@ from orchestrator.processes.local_process import LocalLauncher
 from orchestrator.processes.run_state import RunState, state_home
 from orchestrator.settings import StackSettings, load_settings
 from stack_settings.report import report_invalid_settings
+from stack_tls.certificates import CERT_FILE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "secrets":
             return set_secret(args.name)
         settings = load_settings(setting_options(argv))
-        masker = Masker([settings.token] if settings.token else [])
+        masker = Masker(settings.secrets)
         if command == "config":
             return print_config(settings)
         if command == "publish":
@@ -79,7 +80,11 @@ async def _run(
 
     if command == "status":
         return await status(
-            settings, run_state, probe=HttpProbe(), connect_docker=connect_docker, say=say
+            settings,
+            run_state,
+            probe=HttpProbe(run_state.certs_dir / CERT_FILE),
+            connect_docker=connect_docker,
+            say=say,
         )
     if command == "down":
         return await down(
@@ -101,7 +106,7 @@ async def _run(
         )
     # `build` and `up` report through the event hub: progress bars, build output, services.
     hub = EventHub()
-    hub.subscribe(printer)
+    hub.attach(printer, "terminal")
     hub_task = asyncio.create_task(hub.run(), name="event-hub")
     hub.bind()
     try:
@@ -117,5 +122,6 @@ async def _run(
         return await up(settings, hub, run_state, environ, masker)
     finally:
         await hub.drain()
+        await hub.close_sinks()
         hub_task.cancel()
         printer.close()

@@ -7,13 +7,16 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
+from orchestrator.endpoints import reachable_host
 from orchestrator.settings import StackSettings, env_name
+from stack_tls.certificates import CERT_FILE
 
 # Backend variables the orchestrator sets itself (or that configure the orchestrator, not the
 # backend); any other MOSHI_* variable of the caller is passed on to the backend unchanged.
 _MANAGED = frozenset(
     {env_name(field) for field in StackSettings.model_fields}
-    | {"MOSHI_HOST", "MOSHI_WS_URL", "MOSHI_PROXY", "MOSHI_BACKEND_URL", "MOSHI_TRUST_SELF_SIGNED"}
+    | {"MOSHI_HOST", "MOSHI_WS_URL", "MOSHI_PROXY", "MOSHI_BACKEND_URL", "MOSHI_TRUST_CERT"}
+    | {"MOSHI_SSL_DIR"}
 )
 _PASSED_TO_BACKEND = ("OTEL_EXPORTER_OTLP_ENDPOINT",)
 # The frontend gets only these from the caller's environment: it must never see HF_TOKEN.
@@ -57,7 +60,25 @@ def backend_variables(settings: StackSettings, environ: Mapping[str, str]) -> di
         passed["MOSHI_HF_REPO"] = settings.moshi_hf_repo
     if settings.token:
         passed["HF_TOKEN"] = settings.token
+    if settings.api_key:
+        passed["MOSHI_API_KEY"] = settings.api_key
+    # The pages that connect straight to the backend are the frontend's.
+    passed["MOSHI_ALLOWED_ORIGINS"] = ",".join(
+        [*frontend_origins(settings), *_listed(settings.moshi_allowed_origins or "")]
+    )
     return passed
+
+
+def _listed(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def frontend_origins(settings: StackSettings) -> list[str]:
+    """The origins of the frontend's pages as a browser on this machine names them (a page
+    opened by another address needs MOSHI_ALLOWED_ORIGINS, or goes through the relay)."""
+    scheme = "https" if settings.moshi_use_ssl else "http"
+    hosts = dict.fromkeys(["localhost", "127.0.0.1", reachable_host(settings.app_host)])
+    return [f"{scheme}://{host}:{settings.app_port}" for host in hosts]
 
 
 def python_path(entries: Sequence[str], source_root: str | None) -> str:
@@ -100,8 +121,10 @@ def frontend_environment(
     backend_host: str,
     backend_port: int,
     pythonpath: str,
+    certs_dir: str,
 ) -> dict[str, str]:
-    """Built from an allowlist, never by copying: HF_TOKEN must not reach the frontend."""
+    """Built from an allowlist, never by copying: HF_TOKEN must not reach the frontend.
+    certs_dir: where the frontend finds the stack's pair (with MOSHI_USE_SSL)."""
     env = {key: environ[key] for key in _FRONTEND_INHERITS if key in environ}
     env.update({key: value for key, value in environ.items() if key.startswith("APP_")})
     scheme = "wss" if settings.moshi_use_ssl else "ws"
@@ -119,9 +142,14 @@ def frontend_environment(
             "PERSONAPLEX_PROJECT": settings.project,
         }
     )
+    if settings.moshi_allowed_origins:
+        env["MOSHI_ALLOWED_ORIGINS"] = settings.moshi_allowed_origins
+    if settings.api_key:
+        env["MOSHI_API_KEY"] = settings.api_key
     if settings.moshi_use_ssl:
-        # The backend's certificate is self-signed by this same stack.
-        env["MOSHI_TRUST_SELF_SIGNED"] = "true"
+        # The stack's one pair: the frontend serves it and trusts it (pinned) for the backend.
+        env["APP_SSL_DIR"] = certs_dir
+        env["MOSHI_TRUST_CERT"] = f"{certs_dir}/{CERT_FILE}"
     token = settings.token
     return {
         key: value
@@ -150,15 +178,22 @@ def frontend_container_environment(
     backend_host: str,
     backend_port: int,
     backend_address: str,
+    certs_dir: str,
 ) -> dict[str, str]:
     """The frontend as a container (`up --prod`): browsers get the same computed MOSHI_WS_URL as
     with a process; the frontend itself reaches the backend at backend_address (its container
     name on the project's network). No reload: the code is the image's."""
-    env = frontend_environment(
-        settings, environ, backend_host=backend_host, backend_port=backend_port, pythonpath=""
+    for_host = frontend_environment(
+        settings,
+        environ,
+        backend_host=backend_host,
+        backend_port=backend_port,
+        pythonpath="",
+        certs_dir=certs_dir,
     )
-    for key in _HOST_ONLY:
-        env.pop(key, None)
+    env = {key: value for key, value in for_host.items() if key not in _HOST_ONLY}
+    if settings.moshi_use_ssl:
+        env["APP_SSL_DIR"] = certs_dir  # the image's own path, where the pair is put
     scheme = "https" if settings.moshi_use_ssl else "http"
     env.update(
         {

@@ -54,7 +54,12 @@ def test_frontend_never_gets_the_token() -> None:
         "APP_SSL_DIR": "/certs",
     }
     env = frontend_environment(
-        settings, caller, backend_host="127.0.0.1", backend_port=18998, pythonpath="/src"
+        settings,
+        caller,
+        backend_host="127.0.0.1",
+        backend_port=18998,
+        pythonpath="/src",
+        certs_dir="/state/certs",
     )
     assert TOKEN not in str(env)
     assert env["APP_RELOAD"] == "true" and env["APP_SSL_DIR"] == "/certs"
@@ -65,9 +70,17 @@ def test_frontend_never_gets_the_token() -> None:
 def test_ssl_makes_the_frontend_trust_the_stacks_own_certificate() -> None:
     settings = _settings(MOSHI_USE_SSL="true")
     env = frontend_environment(
-        settings, {}, backend_host="127.0.0.1", backend_port=8998, pythonpath=""
+        settings,
+        {"APP_SSL_DIR": "/elsewhere"},
+        backend_host="127.0.0.1",
+        backend_port=8998,
+        pythonpath="",
+        certs_dir="/state/certs",
     )
-    assert env["MOSHI_WS_URL"].startswith("wss://") and env["MOSHI_TRUST_SELF_SIGNED"] == "true"
+    assert env["MOSHI_WS_URL"].startswith("wss://")
+    # The stack's one pair, served by the frontend and trusted (pinned) for the backend.
+    assert env["APP_SSL_DIR"] == "/state/certs"
+    assert env["MOSHI_TRUST_CERT"] == "/state/certs/cert.pem"
 
 
 def test_config_hash_follows_the_backend_configuration() -> None:
@@ -82,7 +95,12 @@ def test_frontend_container_keeps_the_browser_url_and_reaches_the_backend_by_nam
     settings = _settings(HF_TOKEN=TOKEN, MOSHI_PORT="9123", APP_PORT="8100")
     caller = {"PATH": "/host/bin", "HOME": "/home/me", "APP_SSL_DIR": "/host/certs", "TZ": "UTC"}
     env = frontend_container_environment(
-        settings, caller, backend_host="127.0.0.1", backend_port=9123, backend_address="pp-be"
+        settings,
+        caller,
+        backend_host="127.0.0.1",
+        backend_port=9123,
+        backend_address="pp-be",
+        certs_dir="/home/app/certs",
     )
     # The URL browsers get is computed as for a local frontend; the container's own route differs.
     assert env["MOSHI_WS_URL"] == "ws://127.0.0.1:9123/api/chat"
@@ -97,8 +115,35 @@ def test_frontend_container_keeps_the_browser_url_and_reaches_the_backend_by_nam
 def test_frontend_container_with_ssl_trusts_the_stack_certificate() -> None:
     settings = _settings(MOSHI_USE_SSL="true")
     env = frontend_container_environment(
-        settings, {}, backend_host="127.0.0.1", backend_port=8998, backend_address="pp-be"
+        settings,
+        {"APP_SSL_DIR": "/host/certs"},
+        backend_host="127.0.0.1",
+        backend_port=8998,
+        backend_address="pp-be",
+        certs_dir="/home/app/certs",
     )
     assert env["MOSHI_WS_URL"] == "wss://127.0.0.1:8998/api/chat"
     assert env["MOSHI_BACKEND_URL"] == "https://pp-be:8998"
-    assert env["MOSHI_TRUST_SELF_SIGNED"] == "true"
+    assert env["APP_SSL_DIR"] == "/home/app/certs"
+    assert env["MOSHI_TRUST_CERT"] == "/home/app/certs/cert.pem"
+
+
+def test_the_backend_accepts_the_frontends_pages_and_both_get_the_api_key() -> None:
+    settings = _settings(
+        APP_PORT="8123",
+        MOSHI_API_KEY="key-environment-test",
+        MOSHI_ALLOWED_ORIGINS="https://voice.example.org",
+    )
+    backend = container_environment(settings, {})
+    assert backend["MOSHI_ALLOWED_ORIGINS"].split(",") == [
+        "http://localhost:8123",
+        "http://127.0.0.1:8123",
+        "https://voice.example.org",
+    ]
+    assert backend["MOSHI_API_KEY"] == "key-environment-test"
+    frontend = frontend_environment(
+        settings, {}, backend_host="127.0.0.1", backend_port=8998, pythonpath="", certs_dir="c"
+    )
+    assert frontend["MOSHI_API_KEY"] == "key-environment-test"
+    assert frontend["MOSHI_ALLOWED_ORIGINS"] == "https://voice.example.org"
+    assert settings.secrets == ["key-environment-test"]

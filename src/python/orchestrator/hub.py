@@ -1,7 +1,9 @@
 """The one event stream: a bounded queue, one loop that owns the stack's state, and subscribers.
 
 Watchers (processes, containers, health gates, builds) publish; only `EventHub.run` changes
-`StackState`, then hands each event with the new state to the subscribers in order.
+`StackState`, then hands each event with the new state to the subscribers in order, and to the
+sinks (terminal, log files) on their own threads. A subscriber or sink that fails, or a sink that
+stalls, is dropped with one notice: the hub and the services' output never wait for it.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from typing import Protocol
 
 from orchestrator.events import (
     Event,
+    Level,
     LogLine,
+    Notice,
     Progress,
     ResourceKind,
     ResourceState,
     StateChanged,
 )
+from orchestrator.sinks import EventSink, ThreadedSink
 
 _RECENT_LINES = 60
+_SINK_POLL_S = 0.01
 _NOT_RUNNING = frozenset({ResourceState.FAILED, ResourceState.STOPPED, ResourceState.RESTARTING})
 
 
@@ -78,26 +84,46 @@ class StackState:
 
 class Subscriber(Protocol):
     def on_event(self, event: Event, state: StackState) -> None:
-        """Called on the hub's loop for every event, in order; must not block for long."""
+        """Called on the hub's loop for every event, in order; must not block (no I/O)."""
 
 
 class EventHub:
-    def __init__(self, maxsize: int = 1024, publish_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, maxsize: int = 1024, publish_timeout_s: float = 10.0, sink_capacity: int = 10_000
+    ) -> None:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
         self._subscribers: list[Subscriber] = []
+        self._sinks: list[ThreadedSink] = []
+        self._sink_capacity = sink_capacity
         self._publish_timeout_s = publish_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self.state = StackState()
         self.dropped = 0
 
     def subscribe(self, subscriber: Subscriber) -> None:
+        """An in-memory subscriber, called on the hub's loop with the state."""
         self._subscribers.append(subscriber)
+
+    def attach(self, sink: EventSink, name: str) -> ThreadedSink:
+        """A sink that does I/O, called on a thread of its own; name says it in a notice."""
+
+        def failed(reason: str) -> None:  # on the sink's thread
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._drop_sink, threaded, f"failed ({reason})")
+
+        threaded = ThreadedSink(sink, name, self._sink_capacity, failed)
+        self._sinks.append(threaded)
+        return threaded
 
     async def publish(self, event: Event) -> None:
         # A full queue slows the publishers down (back-pressure on log readers); a consumer
         # that is gone for good must not hang them, so the wait is bounded.
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that lands
+        # as the put completes, so a Ctrl-C arriving in a publish would be swallowed.
         try:
-            await asyncio.wait_for(self._queue.put(event), self._publish_timeout_s)
+            async with asyncio.timeout(self._publish_timeout_s):
+                await self._queue.put(event)
         except TimeoutError:
             self.dropped += 1
 
@@ -120,19 +146,58 @@ class EventHub:
             event = await self._queue.get()
             try:
                 self.state.apply(event)
-                for subscriber in self._subscribers:
-                    subscriber.on_event(event, self.state)
+                self._deliver(event)
             finally:
                 self._queue.task_done()
+
+    def _deliver(self, event: Event) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.on_event(event, self.state)
+            except Exception as error:  # its own defect: the stack and the others carry on
+                self._subscribers.remove(subscriber)
+                self._notice(
+                    f"{type(subscriber).__name__} failed ({type(error).__name__}: {error}) "
+                    "and gets no more events"
+                )
+        for sink in list(self._sinks):
+            if not sink.offer(event):
+                self._drop_sink(sink, f"stalled ({sink.capacity} events behind)")
+
+    def _drop_sink(self, sink: ThreadedSink, why: str) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+            self._notice(f"{sink.name} {why}; it gets no more events")
+
+    def _notice(self, text: str) -> None:
+        # From the hub's own loop, which must not wait on its own queue.
+        try:
+            self._queue.put_nowait(Notice(text, Level.WARNING))
+        except asyncio.QueueFull:
+            self.dropped += 1
 
     def bind(self) -> None:
         """Make publish_threadsafe usable before run() has been scheduled."""
         self._loop = asyncio.get_running_loop()
 
     async def drain(self, timeout_s: float = 5.0) -> None:
-        """Wait until every event published so far has been handled."""
+        """Wait (at most timeout_s) until every event published so far has been handled, by
+        the sinks too."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._queue.join()
+                while not all(sink.idle for sink in self._sinks):
+                    await asyncio.sleep(_SINK_POLL_S)
+
+    async def detach(self, sink: ThreadedSink, timeout_s: float = 5.0) -> None:
+        """No more events for sink; returns once its thread has handled what it was given."""
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+        await asyncio.to_thread(sink.close, timeout_s)
+
+    async def close_sinks(self, timeout_s: float = 5.0) -> None:
+        """Detach every sink (the end of a command)."""
+        await asyncio.gather(*(self.detach(sink, timeout_s) for sink in list(self._sinks)))
 
     def recent_lines(self, resource: str, count: int = 30) -> list[str]:
         return list(self.state.view(resource).recent)[-count:]

@@ -1,8 +1,11 @@
-"""Hides secret values in every line the orchestrator prints or stores."""
+"""Hides secret values, and the personas in chat URLs' queries, in every line the orchestrator
+prints, serves or stores."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from moshi_protocol.privacy import redact_chat_queries
 
 MASK = "********"
 # Shorter values would mask ordinary words; real tokens are far longer.
@@ -20,4 +23,5 @@ class Masker:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        return text
+        # The services cut these themselves; a line of anything else they run must not either.
+        return redact_chat_queries(text)

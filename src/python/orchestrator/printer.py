@@ -1,4 +1,4 @@
-"""The terminal subscriber: every service's lines with a coloured prefix, progress, notices.
+"""The terminal sink: every service's lines with a coloured prefix, progress, notices.
 
 Colour and the live progress bar appear only on a terminal (rich decides, and honours NO_COLOR);
 every line passes through the Masker first, whatever its source.
@@ -14,7 +14,6 @@ from rich.text import Text
 
 from orchestrator import events
 from orchestrator.events import Event, Level, LogLine, Notice, ResourceState, StateChanged
-from orchestrator.hub import StackState
 from orchestrator.masking import Masker
 
 _COLOURS = {
@@ -42,7 +41,7 @@ class TerminalPrinter:
         self._tasks: dict[str, TaskID] = {}
         self._last_line_progress: dict[str, tuple[int, str]] = {}
 
-    def on_event(self, event: Event, state: StackState) -> None:
+    def on_event(self, event: Event) -> None:
         if isinstance(event, LogLine):
             self.line(event.resource, event.text)
         elif isinstance(event, Notice):
@@ -121,7 +120,7 @@ class LogArchive:
         self._paths = path_of
         self._files: dict[str, TextIO] = {}
 
-    def on_event(self, event: Event, state: StackState) -> None:
+    def on_event(self, event: Event) -> None:
         if not isinstance(event, LogLine) or event.resource not in self._paths:
             return
         file = self._files.get(event.resource)

@@ -30,6 +30,7 @@ from orchestrator.secret_store import SecretStore
 
 CONFIG_FILE_VARIABLE = "PERSONAPLEX_CONFIG"
 _TOKEN = "hf_token"
+_API_KEY = "moshi_api_key"
 
 
 class GpuMode(str, Enum):
@@ -79,6 +80,10 @@ class StackSettings(BaseSettings):
     frontend_base_image: str = Field(default="python:3.11-slim", min_length=1)
     hf_cache_volume: str = Field(default="hf-model-cache-scenario6", min_length=1)
     hf_token: SecretStr | None = None
+    # Required by the backend, added by the frontend's relay (then every page uses the relay).
+    moshi_api_key: SecretStr | None = None
+    # Other pages that may open the WebSockets, beside the frontend's own (comma-separated).
+    moshi_allowed_origins: str | None = None
     backend: BackendMode = Field(default=BackendMode.AUTO, validation_alias="moshi_backend")
     # A prebuilt server PEX; unset means `./pants --concurrent package` builds one.
     backend_pex: Path | None = Field(default=None, validation_alias="moshi_backend_pex")
@@ -148,6 +153,15 @@ class StackSettings(BaseSettings):
     def token(self) -> str | None:
         return self.hf_token.get_secret_value() if self.hf_token else None
 
+    @property
+    def api_key(self) -> str | None:
+        return self.moshi_api_key.get_secret_value() if self.moshi_api_key else None
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values no output may show."""
+        return [value for value in (self.token, self.api_key) if value]
+
 
 def env_name(field: str) -> str:
     """The environment variable of a field."""
@@ -181,6 +195,11 @@ class _StackToml(TomlConfigSettingsSource):
                 raise OrchestratorError(
                     f"config file {path}: HF_TOKEN does not belong in a config file; "
                     "use `orchestrator secrets set HF_TOKEN` or the environment"
+                )
+            if key.lower() in (_API_KEY, env_name(_API_KEY).lower()):
+                raise OrchestratorError(
+                    f"config file {path}: MOSHI_API_KEY does not belong in a config file; "
+                    "set it in the environment"
                 )
             if key.lower() not in known:
                 raise OrchestratorError(f"config file {path}: unknown setting {key!r}")

@@ -56,6 +56,7 @@ def test_config_file_keys_may_be_variables_or_fields(
         ("nonsense = 1\n", "unknown setting 'nonsense'"),
         ('hf_token = "x"\n', "HF_TOKEN does not belong in a config file"),
         ('HF_TOKEN = "x"\n', "HF_TOKEN does not belong in a config file"),
+        ('MOSHI_API_KEY = "x"\n', "MOSHI_API_KEY does not belong in a config file"),
         ('personaplex_config = "other.toml"\n', "unknown setting 'personaplex_config'"),
         ("moshi_port = [\n", "is not valid TOML"),
         (None, "cannot read config file .*: No such file or directory"),

@@ -252,12 +252,15 @@ def _exec(container: Container, script: str) -> tuple[int, str]:
 def assert_confined(container: Container, confinement: Confinement) -> None:
     """The running container was made confined (HostConfig: `docker run` or compose) and is: its
     service has no capabilities and no new privileges, the root file system cannot be written,
-    each scratch directory can."""
+    each scratch directory can (a tmpfs, or under Docker a volume where files land before the
+    start; compose mounts tmpfs at all of them)."""
     host = container.attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"], host["CapDrop"]
     assert set(host["SecurityOpt"] or []) & {"no-new-privileges", "no-new-privileges:true"}, host
     assert host["ReadonlyRootfs"] is True
-    assert set(host["Tmpfs"] or {}) == {scratch.path for scratch in confinement.scratch}
+    volumes = {m["Destination"] for m in container.attrs["Mounts"] if m["Type"] == "volume"}
+    mounted = set(host["Tmpfs"] or {}) | volumes
+    assert {s.path for s in confinement.scratch} <= mounted, mounted
     code, status = _exec(container, "grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/1/status")
     assert code == 0, status
     fields = dict(line.split(":\t") for line in status.splitlines())

@@ -4,6 +4,7 @@ import asyncio
 import json
 import re
 import signal
+import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from orchestrator.testing import (
     stack_env,
     unique_project,
 )
-from testsupport.polling import http_status
+from testsupport.polling import http_status, wait_for
 
 # Where Pants puts the PEX files in this test's sandbox (runtime_package_dependencies).
 SERVER_PEX = "src.python.moshi_backend/server-loopback.pex"
@@ -131,7 +132,9 @@ def test_persistent_container_is_reused_then_recreated_when_the_configuration_ch
     binding = first.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]
     assert binding == {"HostIp": "127.0.0.1", "HostPort": port}
     mounts = {m["Name"]: m["Destination"] for m in first.attrs["Mounts"] if m["Type"] == "volume"}
-    assert mounts == {stack.volume: MODEL_CACHE_PATH}
+    # The model cache volume, and the certs directory's own anonymous volume (read-only root).
+    assert mounts.pop(stack.volume) == MODEL_CACHE_PATH
+    assert list(mounts.values()) == ["/data/certs"]
     # The path the image declares as its model cache, writable by the image's non-root user.
     image = stack.client.images.get(first.attrs["Image"])
     assert MODEL_CACHE_PATH in image.attrs["Config"]["Volumes"]
@@ -249,7 +252,44 @@ def test_prod_runs_the_frontend_as_a_container_wired_to_the_backend(stack: Docke
     assert stack.containers() == []
 
 
-def _ok(url: str) -> bytes:
-    answer = http_status(url)
+def test_prod_with_ssl_runs_both_containers_on_the_stacks_pinned_pair(stack: DockerStack) -> None:
+    port, app_port = stack.env["MOSHI_PORT"], stack.env["APP_PORT"]
+    with orchestrator_process(["up", "--prod", "--ssl"], stack.env, stack.project) as orchestrator:
+        orchestrator.wait_output(UP_LINE, timeout_s=300)
+        certs = Path(stack.env["XDG_STATE_HOME"]) / "personaplex" / stack.project / "certs"
+        # Clients trust exactly the stack's certificate: both services serve it.
+        pinned = ssl.create_default_context(cafile=str(certs / "cert.pem"))
+        assert _ok(f"https://127.0.0.1:{port}/health", pinned)
+        # The frontend container reached the backend by its name over TLS, trusting the pair.
+        health = json.loads(_ok(f"https://127.0.0.1:{app_port}/health", pinned))
+        assert health["backend"]["reachable"] is True, health
+        asyncio.run(echo_once(f"wss://127.0.0.1:{app_port}/proxy/moshi", pinned))
+        for name, confinement in (
+            ("moshi-backend", BACKEND_CONFINEMENT),
+            ("frontend", FRONTEND_CONFINEMENT),
+        ):
+            container = stack.service(name)
+            certs_dir = "/data/certs" if name == "moshi-backend" else "/home/app/certs"
+            owner = container.exec_run(["stat", "-c", "%u %a", f"{certs_dir}/key.pem"]).output
+            assert isinstance(owner, bytes) and owner.decode().split() == ["10001", "600"]
+            # Docker's own health check talks TLS to the service, pinned to its certificate.
+            _wait_docker_healthy(container)
+            # The pair was put into the certs directory before the start, read-only root and all.
+            assert_confined(container, confinement)
+        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
+
+
+def _wait_docker_healthy(container: Container) -> None:
+    def healthy() -> bool | None:
+        container.reload()
+        return (
+            True if container.attrs["State"].get("Health", {}).get("Status") == "healthy" else None
+        )
+
+    wait_for(healthy, what=f"{container.name}'s Docker health check", timeout_s=60)
+
+
+def _ok(url: str, ssl_context: ssl.SSLContext | None = None) -> bytes:
+    answer = http_status(url, ssl_context)
     assert answer is not None and answer[0] == 200, (url, answer)
     return answer[1]

@@ -4,6 +4,7 @@ import asyncio
 import json
 import signal
 import ssl
+import stat
 import time
 from pathlib import Path
 
@@ -140,13 +141,16 @@ def test_ssl_stack_serves_https_with_its_own_certificates(
     with orchestrator_process(["up", "--ssl"], env, project) as orchestrator:
         output = orchestrator.wait_output(UP_LINE)
         assert f"open https://127.0.0.1:{env['APP_PORT']}" in output
-        # The stack's certificate is self-signed: read it back without verifying it.
-        unverified = ssl._create_unverified_context()
-        answer = http_status(f"https://127.0.0.1:{env['APP_PORT']}/health", unverified)
+        # Clients trust the stack's own pair (pinned) and nothing else: it verifies.
+        certs = Path(env["XDG_STATE_HOME"]) / "personaplex" / project / "certs"
+        pinned = ssl.create_default_context(cafile=str(certs / "cert.pem"))
+        answer = http_status(f"https://127.0.0.1:{env['APP_PORT']}/health", pinned)
         assert answer is not None and answer[0] == 200
         backend = json.loads(answer[1])["backend"]
-        # The frontend reaches the backend over TLS too (it trusts the stack's certificate).
+        # The frontend reaches the backend over TLS too, trusting the same pair.
         assert backend["url"] == f"https://127.0.0.1:{env['MOSHI_PORT']}"
+        assert backend["reachable"] is True, backend
+        assert stat.S_IMODE((certs / "key.pem").stat().st_mode) == 0o600
         assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
 
 

@@ -6,10 +6,11 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from frontend.deps import BackendClientDep, PoolDep, SettingsDep
 from frontend.personas import PERSONAS
+from frontend.routes.logs import may_read_logs
 from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE, MessageKind
 from moshi_protocol.params import PERSONAPLEX_VOICES, ChatParams
 
@@ -28,7 +29,7 @@ def _version() -> str:
 
 @router.get("/config")
 async def get_config(
-    settings: SettingsDep, backend_client: BackendClientDep, pool: PoolDep
+    request: Request, settings: SettingsDep, backend_client: BackendClientDep, pool: PoolDep
 ) -> dict[str, Any]:
     voices = await backend_client.voices()
     defaults = ChatParams()
@@ -49,5 +50,7 @@ async def get_config(
             "frame_samples": FRAME_SAMPLES,
         },
         "reconnect_delay_ms": RECONNECT_DELAY_MS,
+        # The page opens /ws/logs only when it would be let in.
+        "logs_stream": may_read_logs(settings, request.client),
         "version": _version(),
     }

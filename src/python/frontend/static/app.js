@@ -13,7 +13,6 @@ async function main() {
   ui.connect.addEventListener("click", toggle);
   ui.prompt.addEventListener("input", markPersona);
   ui.clearTranscript.addEventListener("click", clearTranscript);
-  followServerLogs();
   let config;
   try {
     const response = await fetch("/api/config", { cache: "no-store" });
@@ -26,6 +25,7 @@ async function main() {
   }
   configure(config);
   fillForm(config);
+  followServerLogs(config.logs_stream);
   if (!window.isSecureContext) {
     showError("This page is not a secure context (use https or localhost): the browser will not open the microphone or encode audio.");
   }

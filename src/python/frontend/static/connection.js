@@ -28,17 +28,32 @@ export function toggle() {
   return wanted ? disconnect() : connect();
 }
 
+/**
+ * Whether trying again can succeed: a busy or still-loading server can, and so can a lost
+ * connection (reason null: no 0x05 came). Refused settings or a failure of the model cannot:
+ * retrying them every few seconds would only repeat the error.
+ */
+function retryable(reason) {
+  return reason === null || reason.startsWith("busy") || reason.startsWith("not ready");
+}
+
 /** The server's 0x05 reason, said in words a user can act on; the reason itself is kept. */
 function describeServerError(reason) {
-  const retry = wanted ? ` Retrying in ${Math.round(config.reconnect_delay_ms / 1000)} s.` : "";
+  const retry =
+    wanted && retryable(reason)
+      ? ` Retrying in ${Math.round(config.reconnect_delay_ms / 1000)} s.`
+      : "";
   if (reason.startsWith("busy")) {
     return `The voice server is busy: every conversation slot is taken.${retry} (Server said: ${reason})`;
   }
   if (reason.startsWith("not ready")) {
     return `The voice model is still loading.${retry} (Server said: ${reason})`;
   }
+  if (reason.startsWith("idle") || reason.startsWith("conversation limit")) {
+    return `The server ended the conversation (${reason}). Connect to start a new one.`;
+  }
   if (reason.startsWith("bad ") || reason.startsWith("unknown voice_prompt")) {
-    return `The server refused the conversation settings: ${reason}`;
+    return `The server refused the conversation settings: ${reason}. Change them, then Connect.`;
   }
   return `The server ended the conversation: ${reason}`;
 }
@@ -107,7 +122,7 @@ async function connect() {
     connection.ws = new WebSocket(url);
   } catch (error) {
     current = null;
-    disconnected(`Cannot open the WebSocket: ${error.message}`);
+    disconnected(`Cannot open the WebSocket: ${error.message}`, false);
     return;
   }
   connection.ws.binaryType = "arraybuffer";
@@ -130,7 +145,7 @@ async function connect() {
     else message = `The connection closed (code ${event.code}${event.reason ? `: ${event.reason}` : ""}).`;
     browserLog(connection.errorReason ? "WARNING" : "INFO", message);
     if (connection.errorReason) showError(message);
-    disconnected(message);
+    disconnected(message, retryable(connection.errorReason));
   };
 }
 
@@ -173,7 +188,12 @@ function teardown(connection) {
   connection.receiver.close();
 }
 
-function disconnected(message) {
+function disconnected(message, retry = true) {
+  if (!retry) {
+    // Connect again is the user's call, once the cause is dealt with.
+    wanted = false;
+    closeMicrophone();
+  }
   if (wanted) {
     const delay = config.reconnect_delay_ms;
     setState("disconnected", `${message} Reconnecting in ${Math.round(delay / 1000)} s…`);

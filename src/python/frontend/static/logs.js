@@ -32,7 +32,12 @@ export function browserLog(level, message) {
   addLogLine({ timestamp: new Date().toISOString(), level, source: "browser", message });
 }
 
-export function followServerLogs() {
+/** The server's events, when the server shares them with this address (config.logs_stream). */
+export function followServerLogs(shared) {
+  if (!shared) {
+    browserLog("INFO", "the server shares its events only with its own machine (APP_LOGS_STREAM)");
+    return;
+  }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws/logs`);
   socket.onmessage = (event) => {
@@ -42,5 +47,5 @@ export function followServerLogs() {
       addLogLine({ level: "INFO", source: "frontend", message: String(event.data) });
     }
   };
-  socket.onclose = () => setTimeout(followServerLogs, LOGS_RETRY_MS);
+  socket.onclose = () => setTimeout(() => followServerLogs(true), LOGS_RETRY_MS);
 }

@@ -1,17 +1,23 @@
-"""Milliseconds per 80 ms step of the PersonaPlex-7B architecture: Mimi encode + LM + Mimi decode.
+"""Milliseconds per 80 ms step of the PersonaPlex-7B architecture at batch sizes 1 to 32.
 
-Random weights of the real shapes (no download), batch 1, through the engine's own generator,
-with CUDA graphs on and off, plus peak GPU memory. Real time needs < 80 ms a step; the goal on an
-H100 is < 40 ms. `--config tiny --device cpu` runs the same code on the test checkpoint's shapes
-(a check that the script works, not a measurement).
+A step is what the engine's step loop runs every frame: Mimi encode, LM (main transformer and
+depformer, per-slot sampling) and Mimi decode of every slot, here with every slot live. Random
+weights of the real shapes (no download), bf16, through the engine's own batch stepper, with CUDA
+graphs on and off; per batch size p50/p99 and peak GPU memory, then the largest batch whose p50
+stays within 80 ms (real time) and within 40 ms. `--config tiny --device cpu` runs the same code
+on the test checkpoint's shapes, every batch size on its own copy of the model, stepped in turn
+(the load of a shared CPU changes by the second), and prints the batching gain there: one step at
+B=4 against four steps at B=1.
 
     ./pants run src/python/moshi_backend/bench/model_step.py -- --steps 200
+    ./pants run src/python/moshi_backend/bench/model_step.py -- --config tiny --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import sys
 import time
 from collections.abc import Sequence
@@ -20,12 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from moshi.models import loaders
+from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
 from moshi.utils.compile import no_compile
 
 from moshi_backend.engines.model.architecture import PERSONAPLEX_7B_LM
+from moshi_backend.engines.model.batch_step import BatchStepper
 from moshi_backend.engines.model.generator import PersonaGenerator
 from moshi_backend.engines.model.sampling import Sampling
+from moshi_backend.engines.model.slot_sampling import SlotSampling
 from moshi_backend.engines.model.testing_checkpoints import TINY_MIMI, tiny_lm
 from moshi_protocol.messages import FRAME_SAMPLES
 
@@ -35,60 +44,101 @@ GOAL_MS = 40.0
 
 @dataclass(frozen=True)
 class Result:
+    batch: int
     graphs: bool
     step_ms: list[float]
     peak_gib: float
 
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.step_ms, 50))
+
     def row(self) -> str:
-        p50, p99 = np.percentile(self.step_ms, [50, 99])
-        verdict = "goal" if p50 < GOAL_MS else ("real time" if p50 < REAL_TIME_MS else "SLOW")
+        p99 = float(np.percentile(self.step_ms, 99))
+        verdict = (
+            "goal" if self.p50 < GOAL_MS else "real time" if self.p50 < REAL_TIME_MS else "SLOW"
+        )
         return (
-            f"{'on' if self.graphs else 'off':>6}  {len(self.step_ms):>5}  {p50:7.2f}  {p99:7.2f}"
-            f"  {float(np.mean(self.step_ms)):7.2f}  {self.peak_gib:8.2f}  {verdict}"
+            f"{self.batch:>5}  {'on' if self.graphs else 'off':>6}  {len(self.step_ms):>5}  "
+            f"{self.p50:8.2f}  {p99:8.2f}  {self.p50 / self.batch:9.2f}  {self.peak_gib:8.2f}  "
+            f"{verdict}"
         )
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def run(config: str, device: torch.device, graphs: bool, steps: int, warmup: int) -> Result:
+def _models(config: str, device: torch.device) -> tuple[LMModel, MimiModel]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     lm_kwargs = dict(PERSONAPLEX_7B_LM if config == "personaplex-7b" else tiny_lm())
     mimi_config = None if config == "personaplex-7b" else TINY_MIMI
     torch.manual_seed(0)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
     lm = LMModel(device=device, dtype=dtype, **lm_kwargs).eval()
     mimi = loaders.get_mimi(None, mimi_config, device=device, num_codebooks=lm.n_q // 2)
-    mimi.streaming_forever(1)
-    lm.streaming_forever(1)
-    generator = PersonaGenerator(lm, Sampling(), cuda_graphs=graphs)
-    rng = np.random.default_rng(0)
-    timings: list[float] = []
-    with torch.no_grad():
-        for index in range(warmup + steps):
-            frame = torch.from_numpy(rng.standard_normal(FRAME_SAMPLES).astype(np.float32) * 0.1)
-            _sync(device)
-            started = time.perf_counter()
-            codes = mimi.encode(frame.to(device)[None, None])
-            tokens = generator.step(user=codes[0, :, 0])
-            if tokens is not None:
-                mimi.decode(tokens[1:].view(1, -1, 1)).cpu()
-            _sync(device)
-            if index >= warmup:
-                timings.append((time.perf_counter() - started) * 1000)
+    return lm, mimi
+
+
+class _Batch:
+    """B slots, every one live, on a model: one timed step at a time."""
+
+    def __init__(self, lm: LMModel, mimi: MimiModel, batch: int, graphs: bool) -> None:
+        self.batch, self.graphs = batch, graphs
+        self._streaming = contextlib.ExitStack()
+        self._streaming.enter_context(lm.streaming(batch))
+        self._streaming.enter_context(mimi.streaming(batch))
+        self._generator = PersonaGenerator(lm, SlotSampling(batch, lm.device), cuda_graphs=graphs)
+        self._stepper = BatchStepper(mimi, self._generator)
+        for slot in range(batch):
+            self._stepper.assign(slot, Sampling(), seed=slot)
+        self._rng = np.random.default_rng(batch)
+        self.step_ms: list[float] = []
+
+    def step(self, timed: bool) -> None:
+        noise = self._rng.standard_normal((self.batch, FRAME_SAMPLES)).astype(np.float32) * 0.1
+        started = time.perf_counter()
+        self._stepper.step(dict(enumerate(noise)), {})  # ends copying audio to the host
+        if timed:
+            self.step_ms.append((time.perf_counter() - started) * 1000)
+
+    def close(self, peak_gib: float) -> Result:
+        self._generator.close()
+        self._streaming.close()
+        return Result(self.batch, self.graphs, self.step_ms, peak_gib)
+
+
+def run_one(
+    lm: LMModel, mimi: MimiModel, batch: int, graphs: bool, args: argparse.Namespace
+) -> Result:
+    """One batch size after another: what a GPU measures (one copy of the weights at a time)."""
+    device = lm.device
+    if device.type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    bench = _Batch(lm, mimi, batch, graphs)
+    for index in range(args.warmup + args.steps):
+        bench.step(timed=index >= args.warmup)
     peak = torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else 0.0
-    del generator, lm, mimi
-    return Result(graphs, timings, peak)
+    return bench.close(peak)
+
+
+def run_interleaved(args: argparse.Namespace, batches: list[int]) -> list[Result]:
+    """Every batch size on its own copy of the (small) model, stepped in turn: on shared CPUs the
+    load changes by the second, and this way every batch size sees the same load."""
+    benches = [_Batch(*_models(args.config, torch.device(args.device)), b, False) for b in batches]
+    for index in range(args.warmup + args.steps):
+        for bench in benches:
+            bench.step(timed=index >= args.warmup)
+    return [bench.close(0.0) for bench in benches]
+
+
+def largest_within(results: list[Result], graphs: bool, budget_ms: float) -> str:
+    fitting = [r.batch for r in results if r.graphs == graphs and r.p50 < budget_ms]
+    return str(max(fitting)) if fitting else "none"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=["personaplex-7b", "tiny"], default="personaplex-7b")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--batches", default="", help="comma-separated; default 1,2,4,8,16,32")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--graphs", choices=["both", "on", "off"], default="both")
@@ -97,15 +147,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("model_step: no CUDA device here; this benchmark needs a GPU", file=sys.stderr)
         return 2
+    default_batches = "1,2,4,8,16,32" if device.type == "cuda" else "1,4"
+    batches = [int(b) for b in (args.batches or default_batches).split(",")]
+    # CUDA graphs exist on a GPU only: the CPU measures the one path it has.
+    graph_modes = {"both": [True, False], "on": [True], "off": [False]}[args.graphs]
+    if device.type != "cuda":
+        graph_modes = [False]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"{args.config} on {name}, torch {torch.__version__}, batch 1, {args.steps} steps")
-    print("graphs  steps   p50 ms   p99 ms  mean ms  peak GiB  verdict")
-    choices = {"both": [True, False], "on": [True], "off": [False]}[args.graphs]
+    print(f"{args.config} on {name}, torch {torch.__version__}, {args.steps} steps per row")
+    print("batch  graphs  steps    p50 ms    p99 ms  ms/conv.  peak GiB  verdict")
+    results: list[Result] = []
     # As the engine does: no torch.compile on a CPU (minutes of compiling, a C++ toolchain).
     compiling = contextlib.nullcontext() if device.type == "cuda" else no_compile()
-    with compiling:
-        for graphs in choices:
-            print(run(args.config, device, graphs, args.steps, args.warmup).row(), flush=True)
+    with compiling, torch.no_grad():
+        if device.type == "cuda":
+            lm, mimi = _models(args.config, device)
+            for graphs in graph_modes:
+                for batch in batches:
+                    try:
+                        results.append(run_one(lm, mimi, batch, graphs, args))
+                    except torch.cuda.OutOfMemoryError:
+                        # The larger batches would not fit either; the table so far still stands.
+                        print(f"{batch:>5}  {'on' if graphs else 'off':>6}  out of GPU memory")
+                        break
+                    print(results[-1].row(), flush=True)
+        else:
+            results = run_interleaved(args, batches)
+            for result in results:
+                print(result.row())
+    for graphs in graph_modes:
+        label = "graphs on" if graphs else "graphs off"
+        print(
+            f"largest batch with p50 within {REAL_TIME_MS:g} ms ({label}): "
+            f"{largest_within(results, graphs, REAL_TIME_MS)}; within {GOAL_MS:g} ms: "
+            f"{largest_within(results, graphs, GOAL_MS)}"
+        )
+    by_batch = {r.batch: r.p50 for r in results if r.graphs == graph_modes[0]}
+    if 1 in by_batch and 4 in by_batch:
+        print(
+            f"batching gain: one step at B=4 {by_batch[4]:.1f} ms / four steps at B=1 "
+            f"{4 * by_batch[1]:.1f} ms = {by_batch[4] / (4 * by_batch[1]):.2f}"
+        )
     return 0
 
 

@@ -1,13 +1,15 @@
 """What the server needs from a streaming speech model; engines implement it.
 
-Every method here blocks (model compute, file I/O): the server calls them from worker threads,
-never on the event loop.
+Every method here may block (model compute, file I/O): the server calls them from worker threads,
+never on the event loop. What takes long without computing (a new conversation's persona prompt
+waiting for its turns in a shared step loop) is a future instead, which the server awaits.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +28,11 @@ class ProgressCallback(Protocol):
         """fraction of the whole load in 0..1; stage and counts (files, bytes, layers)."""
 
 
+class StepObserver(Protocol):
+    def __call__(self, batch_size: int, seconds: float, late_frames: int) -> None:
+        """One model step: the conversations it advanced, its duration, frames answered late."""
+
+
 class EngineError(Exception):
     """An engine cannot be created, loaded or run; the message is meant for the user."""
 
@@ -42,6 +49,8 @@ class EngineInfo:
     # A step takes well under a millisecond (no model): running it on the event loop costs less
     # than handing each 80 ms frame to a worker thread. Model engines leave this False.
     light_steps: bool = False
+    # The longest conversation unless MOSHI_MAX_CONVERSATION_S says otherwise; None: no limit.
+    max_conversation_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,17 @@ class StepResult:
 
 
 class EngineSession(ABC):
-    """One conversation, already conditioned on its persona."""
+    """One conversation: it holds a slot of its engine until closed."""
+
+    @property
+    def ready(self) -> Future[None]:
+        """Done once the session takes audio (its persona conditioned); fails with EngineError.
+
+        close() before then abandons the conditioning and frees the slot all the same.
+        """
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
 
     @property
     def opening_text(self) -> tuple[str, ...]:
@@ -62,10 +81,13 @@ class EngineSession(ABC):
 
     @abstractmethod
     def step(self, frame: Pcm) -> StepResult:
-        """Consume exactly one frame of FRAME_SAMPLES float32 samples at 24 kHz."""
+        """Consume exactly one frame of FRAME_SAMPLES float32 samples at 24 kHz (once ready).
+
+        Blocks until the model has stepped it; EngineError when it cannot.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sessions hold nothing
-        """Release what the session holds."""
+        """Release what the session holds, its slot at once; safe to call more than once."""
 
 
 class Engine(ABC):
@@ -80,4 +102,13 @@ class Engine(ABC):
 
     @abstractmethod
     def start_session(self, params: ChatParams) -> EngineSession:
-        """Run the persona prompts; returns once the session can take audio."""
+        """Claim a conversation slot and start conditioning it; returns without waiting for it.
+
+        EngineError when the parameters cannot be served or every slot is taken.
+        """
+
+    def observe_steps(self, observer: StepObserver) -> None:  # noqa: B027 - optional
+        """Have observer called after every model step (engines that step in batches)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, engines without threads hold nothing
+        """Stop what the engine runs in the background; open sessions fail from then on."""

@@ -10,6 +10,7 @@ from orchestrator import events
 from orchestrator.dashboard.server import Dashboard
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import Level, Notice
+from orchestrator.health.probe import HealthProbe, HttpProbe
 from orchestrator.hub import EventHub
 from orchestrator.masking import Masker
 from orchestrator.printer import LogArchive
@@ -18,6 +19,7 @@ from orchestrator.settings import StackSettings
 from orchestrator.stack.context import Seams
 from orchestrator.stack.lifecycle import Controls
 from orchestrator.stack.supervisor import Supervisor
+from stack_tls.certificates import CERT_FILE
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -34,7 +36,7 @@ async def up(
     archive = LogArchive(
         masker, {name: str(run_state.log_path(name)) for name in (events.BACKEND, events.FRONTEND)}
     )
-    hub.subscribe(archive)
+    archive_sink = hub.attach(archive, "log archive")
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[int] = loop.create_future()
 
@@ -45,7 +47,8 @@ async def up(
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal, signum)
     supervisor = Supervisor(settings, hub, run_state, Seams(environ=environ))
-    dashboard = await _start_dashboard(settings, hub, supervisor.controls, masker)
+    probe = HttpProbe(run_state.certs_dir / CERT_FILE)
+    dashboard = await _start_dashboard(settings, hub, supervisor.controls, masker, probe)
     try:
         return await supervisor.up(stop)
     finally:
@@ -54,16 +57,22 @@ async def up(
         if dashboard is not None:
             await dashboard.stop()
         await hub.drain()
+        # Detached first: a late event must not reopen (and truncate) a closed log file.
+        await hub.detach(archive_sink)
         archive.close()
 
 
 async def _start_dashboard(
-    settings: StackSettings, hub: EventHub, controls: Controls, masker: Masker
+    settings: StackSettings,
+    hub: EventHub,
+    controls: Controls,
+    masker: Masker,
+    probe: HealthProbe,
 ) -> Dashboard | None:
     """The dashboard, or None; a port in use costs the dashboard, never the stack."""
     if not settings.dashboard:
         return None
-    dashboard = Dashboard(hub, controls, masker, port=settings.dashboard_port)
+    dashboard = Dashboard(hub, controls, masker, port=settings.dashboard_port, probe=probe)
     try:
         url = await dashboard.start()
     except OrchestratorError as error:

@@ -4,15 +4,23 @@ none), no privilege gained through setuid programs, a root file system that cann
 and for each service the directories it writes besides its volumes, as small tmpfs mounts.
 
 What each image writes (found by running them read-only): temporary files, and with
-MOSHI_USE_SSL the self-signed certificate, which the backend writes to MOSHI_SSL_DIR=/data/certs
-(its Dockerfile) and the frontend to APP_SSL_DIR=certs under its working directory /home/app. The
-backend's model cache is its volume (MODEL_CACHE_PATH).
+MOSHI_USE_SSL the certificate pair, in MOSHI_SSL_DIR=/data/certs (the backend's Dockerfile) and
+APP_SSL_DIR=certs under the frontend's working directory /home/app. The backend's model cache is
+its volume (MODEL_CACHE_PATH).
+
+`up` puts the stack's pair into the certs directory before the container starts (put_archive).
+Docker refuses that on a read-only root unless the path is in a volume, and a tmpfs exists only
+once the container runs: so Docker's containers get an anonymous volume of their own there (the
+image's directory gives it owner and mode; removed with the container). Compose and Kubernetes
+services make their own pair at start, on tmpfs or emptyDir.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import docker.types
 
 # The images' user (the Dockerfiles' `useradd --uid`): tmpfs mounts and volumes belong to it.
 SERVICE_UID = 10001
@@ -26,6 +34,8 @@ class Scratch:
 
     path: str
     size_mb: int
+    # Files land here before the start (see above): a volume, not a tmpfs, under Docker.
+    filled_before_start: bool = False
 
     @property
     def tmpfs_options(self) -> str:
@@ -50,8 +60,18 @@ class Confinement:
             "cap_drop": list(DROPPED_CAPABILITIES),
             "security_opt": [NO_NEW_PRIVILEGES],
             "read_only": True,
-            "tmpfs": {s.path: s.tmpfs_options for s in self.scratch},
+            "tmpfs": {s.path: s.tmpfs_options for s in self.tmpfs},
+            "mounts": [
+                docker.types.Mount(target=s.path, source=None, type="volume")
+                for s in self.scratch
+                if s.filled_before_start
+            ],
         }
+
+    @property
+    def tmpfs(self) -> tuple[Scratch, ...]:
+        """The scratch directories Docker's containers get as tmpfs."""
+        return tuple(s for s in self.scratch if not s.filled_before_start)
 
     def compose_options(self) -> dict[str, Any]:
         return {
@@ -92,5 +112,5 @@ def kubernetes_pod_security() -> dict[str, Any]:
 
 
 _TMP = Scratch("/tmp", 64)
-BACKEND_CONFINEMENT = Confinement((_TMP, Scratch("/data/certs", 1)))
-FRONTEND_CONFINEMENT = Confinement((_TMP, Scratch("/home/app/certs", 1)))
+BACKEND_CONFINEMENT = Confinement((_TMP, Scratch("/data/certs", 1, filled_before_start=True)))
+FRONTEND_CONFINEMENT = Confinement((_TMP, Scratch("/home/app/certs", 1, filled_before_start=True)))

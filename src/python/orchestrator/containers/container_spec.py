@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -16,6 +20,34 @@ from orchestrator.environments import config_hash
 
 # The backend image's HF_HOME and VOLUME (its Dockerfile), owned by the image's non-root user.
 MODEL_CACHE_PATH = "/data/huggingface"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The stack's certificate pair, copied into the container before it starts: directory is
+    where the service reads it, uid the image's user (the only one that may read the key)."""
+
+    cert: Path
+    key: Path
+    directory: str
+    uid: int
+
+    def archive(self) -> bytes:
+        """A tar of both files, owned by uid, the key readable by it only, to unpack in the
+        directory itself: it is a volume of the container's own, and Docker refuses to unpack
+        anywhere else on a read-only root (its owner and mode come from the image)."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for path, mode in ((self.cert, 0o644), (self.key, 0o600)):
+                data = path.read_bytes()
+                entry = tarfile.TarInfo(path.name)
+                entry.size, entry.mode = len(data), mode
+                entry.uid = entry.gid = self.uid
+                tar.addfile(entry, io.BytesIO(data))
+        return buffer.getvalue()
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.cert.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -39,6 +71,7 @@ class ContainerSpec:
     # A user-defined network, on which the other containers reach this one by its name.
     network: str | None = None
     port_option: str = "--moshi-port (MOSHI_PORT)"
+    tls: TlsFiles | None = None
 
     def config_hash(self) -> str:
         return config_hash(
@@ -52,6 +85,8 @@ class ContainerSpec:
                 "network": self.network,
                 # A container made before it was confined (or otherwise) is made again.
                 "confinement": self.confinement.docker_options(),
+                # A renewed pair makes another container: the running one serves the old pair.
+                "tls": [self.tls.directory, self.tls.fingerprint()] if self.tls else None,
             }
         )
 
@@ -62,6 +97,7 @@ def create_and_start(
     """Blocking. A container that cannot start is removed at once: it would block the name.
 
     Raises NoGpuDriver when gpu was asked for and the engine has no such driver."""
+    tls = spec.tls.archive() if spec.tls is not None else None
     container = client.containers.create(
         spec.image_id,
         name=spec.name,
@@ -77,6 +113,9 @@ def create_and_start(
         else None,
     )
     try:
+        if spec.tls is not None and tls is not None:
+            # Before the start: the service finds its pair in place, never makes its own.
+            container.put_archive(spec.tls.directory, tls)
         container.start()
     except docker.errors.APIError as error:
         container.remove(force=True, v=True)

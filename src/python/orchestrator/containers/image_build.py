@@ -15,9 +15,9 @@ from typing import Any
 
 import docker
 import docker.errors
+from stack_threads.daemon import in_daemon_thread
 
 from orchestrator import events
-from orchestrator.containers.threads import in_daemon_thread
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import LogLine, Progress
 from orchestrator.hub import EventHub

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 import docker.errors
 from docker.models.containers import Container
+from stack_threads.daemon import in_daemon_thread
 
-from orchestrator.containers.threads import in_daemon_thread
 from orchestrator.endpoints import reachable_host
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import LogLine

@@ -37,6 +37,8 @@ class ImageRecipe:
     base_image_arg: str
     base_image_option: str
     pex_option: str
+    # Where the service reads its certificate pair inside the image (MOSHI_SSL_DIR, APP_SSL_DIR).
+    certs_dir: str
 
     def tag(self, project: str) -> str:
         return f"{project}-{self.service}:dev"
@@ -51,6 +53,7 @@ BACKEND_IMAGE = ImageRecipe(
     base_image_arg="MOSHI_BASE_IMAGE",
     base_image_option="--moshi-base-image (MOSHI_BASE_IMAGE)",
     pex_option="--backend-pex (MOSHI_BACKEND_PEX)",
+    certs_dir="/data/certs",
 )
 # The server without model engines (no torch): enough for MOSHI_ENGINE=loopback, packaged in
 # seconds; the backend's Dockerfile takes it at the same context path.
@@ -64,6 +67,7 @@ FRONTEND_IMAGE = ImageRecipe(
     base_image_arg="FRONTEND_BASE_IMAGE",
     base_image_option="--frontend-base-image (FRONTEND_BASE_IMAGE)",
     pex_option="--frontend-pex (FRONTEND_PEX)",
+    certs_dir="/home/app/certs",
 )
 
 

@@ -4,10 +4,14 @@ ask it."""
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+
+from stack_tls.certificates import pinned_client_context
 
 
 @dataclass(frozen=True)
@@ -22,14 +26,22 @@ class HealthProbe(Protocol):
 
 
 class HttpProbe:
-    """GET with a short timeout; accepts the stack's own self-signed certificates on loopback."""
+    """GET with a short timeout; over HTTPS it trusts the stack's own certificate (pinned) when
+    given one, else the system's authorities."""
 
-    def __init__(self, timeout_s: float = 3.0) -> None:
+    def __init__(self, trusted_cert: Path | None = None, timeout_s: float = 3.0) -> None:
+        self._trusted_cert = trusted_cert
         self._timeout_s = timeout_s
 
+    def _verify(self) -> ssl.SSLContext | bool:
+        # Read at each probe: the pair is made or renewed when the stack starts.
+        if self._trusted_cert is None or not self._trusted_cert.is_file():
+            return True
+        return pinned_client_context(self._trusted_cert)
+
     async def __call__(self, url: str) -> HealthAnswer | None:
-        # The backend's and frontend's certificates are self-signed by this very stack.
-        async with httpx.AsyncClient(verify=False, timeout=self._timeout_s) as client:
+        verify = self._verify() if url.startswith("https:") else True
+        async with httpx.AsyncClient(verify=verify, timeout=self._timeout_s) as client:
             try:
                 response = await client.get(url)
             except httpx.HTTPError:

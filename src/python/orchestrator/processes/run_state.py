@@ -17,6 +17,9 @@ from typing import Any
 
 import psutil
 
+# psutil's start times are exact to a clock tick; a recycled pid starts seconds later at least.
+_START_TOLERANCE_S = 0.5
+
 
 def state_home(environ: Mapping[str, str]) -> Path:
     xdg = environ.get("XDG_STATE_HOME")
@@ -32,6 +35,15 @@ class ProcessRecord:
     # The process group: the service's leader and everything it started (uvicorn's workers).
     pgid: int
     command: str
+    # The leader's start time (seconds since the epoch, as psutil gives it): with the command,
+    # what tells our process from a stranger that was given the same pid later. None in a record
+    # that cannot say, which is then never signalled while its pid is taken.
+    started_at: float | None = None
+
+    @classmethod
+    def of(cls, service: str, pid: int, pgid: int, command: str) -> ProcessRecord:
+        """The record of a process this run has just started."""
+        return cls(service, pid, pgid, command, psutil.Process(pid).create_time())
 
 
 @dataclass
@@ -60,6 +72,11 @@ class RunState:
     def __init__(self, directory: Path, project: str) -> None:
         self.directory = directory / project
         self.path = directory / f"{project}.json"
+
+    @property
+    def certs_dir(self) -> Path:
+        """The stack's own certificate pair (MOSHI_USE_SSL), kept across runs."""
+        return self.directory / "certs"
 
     def log_path(self, service: str) -> Path:
         return self.directory / "logs" / f"{service}.log"
@@ -116,12 +133,18 @@ def group_alive(pgid: int) -> bool:
 
 
 def _is_ours(record: ProcessRecord) -> bool:
-    """Guards against a recycled pid: the leader's command line must still match."""
+    """Guards against a recycled pid: the leader's start time and command line must match."""
     try:
-        command = " ".join(psutil.Process(record.pid).cmdline())
+        leader = psutil.Process(record.pid)
+        started_at = leader.create_time()
+        command = " ".join(leader.cmdline())
     except psutil.NoSuchProcess:
-        return True  # the leader is gone; its group may linger
+        # The leader is gone and its group lingers: a group id is not given to anyone else
+        # while the group has members, so these are the leader's own children.
+        return True
     except psutil.AccessDenied:
+        return False
+    if record.started_at is None or abs(started_at - record.started_at) > _START_TOLERANCE_S:
         return False
     return record.command in command
 

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_a_group_is_alive_while_any_member_runs(family: subprocess.Popen[str]) -
 def test_killed_members_count_as_gone_before_they_are_reaped(
     family: subprocess.Popen[str],
 ) -> None:
-    record = ProcessRecord("svc", family.pid, family.pid, "-c")
+    record = ProcessRecord.of("svc", family.pid, family.pid, "-c")
     assert kill_group(record)
     # The leader is our child and not reaped yet: a zombie, which runs nothing.
     _until(lambda: not group_alive(family.pid), "the group gone")
@@ -65,9 +66,13 @@ def test_killed_members_count_as_gone_before_they_are_reaped(
 
 
 def test_a_recycled_pid_is_never_signalled(family: subprocess.Popen[str]) -> None:
-    # The record's command line is not the running leader's: the pid belongs to a stranger.
-    stranger = ProcessRecord("svc", family.pid, family.pid, "-m moshi_backend")
-    assert not kill_group(stranger)
+    ours = ProcessRecord.of("svc", family.pid, family.pid, "-c")
+    # The pid is the record's, but the command line or the start time is not: a stranger.
+    other_command = replace(ours, command="-m moshi_backend")
+    started_earlier = replace(ours, started_at=ours.started_at - 60 if ours.started_at else 0)
+    no_start_time = replace(ours, started_at=None)
+    for stranger in (other_command, started_earlier, no_start_time):
+        assert not kill_group(stranger), stranger
     assert group_alive(family.pid) and family.poll() is None
 
 
@@ -80,7 +85,7 @@ def test_an_unknown_pid_is_not_alive() -> None:
 
 def test_the_record_survives_a_round_trip_and_a_torn_file_is_none(tmp_path: Path) -> None:
     state = RunState(tmp_path, "proj")
-    record = RunRecord("s1", 123, [ProcessRecord("frontend", 5, 5, "-m frontend")])
+    record = RunRecord("s1", 123, [ProcessRecord("frontend", 5, 5, "-m frontend", 1700000000.25)])
     record.endpoints["frontend"] = "http://127.0.0.1:8010"
     state.save(record)
     assert state.load() == record

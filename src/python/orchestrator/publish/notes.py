@@ -44,22 +44,29 @@ ask `/health` (503 until the model is ready). Put an Ingress (with TLS) in front
 
 ## Scaling out
 
-A backend holds one conversation at a time by default (the model engines' capacity; each
-conversation keeps the GPU busy in real time). More users need more backend replicas, and a way
-to send each new conversation to a replica that has a free slot: a Kubernetes Service spreads
-connections at random, so a conversation could land on a busy replica while another is idle.
+A backend replica serves several conversations at once: conversation slots that its GPU steps
+together, one batched step per 80 ms frame. By default it takes as many slots as its GPU memory
+holds beside the weights (PersonaPlex-7B in bf16: about 15.6 GiB of weights, about 1.5 GiB of
+state per conversation, 3 GiB headroom), at most 16, and logs that plan in one line when it
+starts; `MOSHI_MAX_SESSIONS` on the backend sets the number instead (a number that does not fit
+stops the replica before it loads, saying how many would). Every step computes all slots, used or
+not, so the number must also fit the frame: `bench/model_step.py` in the repository measures the
+largest batch within 80 ms on a GPU. A conversation beyond the slots gets `busy` ("N of N",
+close code 1013). The stack serves replicas x slots conversations.
+
+More users than one replica holds need more replicas, and a way to send each new conversation to
+a replica that has a free slot: a Kubernetes Service spreads connections at random, so a
+conversation could land on a full replica while another is idle.
 
 The frontend does the choosing. Publish with `--backend-replicas N`: the frontend is then given
 every replica's own address in `MOSHI_WS_URLS` (`{BACKEND}-0.{BACKEND_PODS}`, ..., through the
 headless service `{BACKEND_PODS}`). For each new conversation it asks every backend's `/health`
-at once (2 s timeout) and relays to the first whose `sessions.active` is below
-`sessions.capacity`. When none is free, the conversation goes to a loaded replica that answers
-`busy` (close code 1013); the page says so and tries again after 4 s. Two conversations that
-start at the same instant may pick the same free replica: the second is told `busy` and finds
-the other one on its retry.
+at once (2 s timeout) and relays to the least loaded one (`sessions.active` over
+`sessions.capacity`) that has a free slot. When none is free, the conversation goes to a loaded
+replica that answers `busy` (close code 1013); the page says so and tries again after 4 s. Two
+conversations that start at the same instant may pick the same last free slot: the second is told
+`busy` and finds another one on its retry.
 
 To change the number of replicas, publish again with the new count and `kubectl apply -k` both
-files: `kubectl scale` alone would change the StatefulSet but not the frontend's list. A GPU
-with memory to spare can hold more than one conversation: set `MOSHI_MAX_SESSIONS` on the
-backend, and the frontend uses the capacity each backend reports.
+files: `kubectl scale` alone would change the StatefulSet but not the frontend's list.
 """

@@ -21,9 +21,14 @@ from orchestrator.environments import container_environment, local_backend_envir
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import Level
 from orchestrator.settings import BackendMode, EngineChoice, GpuMode
-from orchestrator.stack.container_service import announce_build, run_container_service
+from orchestrator.stack.container_service import (
+    announce_build,
+    run_container_service,
+    start_container,
+)
 from orchestrator.stack.context import StackContext
 from orchestrator.stack.process_service import ProcessService, run_process_service
+from orchestrator.stack.tls import container_tls
 
 
 async def start_backend(
@@ -58,7 +63,7 @@ async def start_backend(
 async def _start_local(stack: StackContext, owned: AsyncExitStack) -> Endpoint:
     s = stack.settings
     env = local_backend_environment(s, stack.seams.environ, stack.pythonpath())
-    env.setdefault("MOSHI_SSL_DIR", str(stack.run_state.directory / "certs"))
+    env["MOSHI_SSL_DIR"] = str(stack.run_state.certs_dir)
     endpoint = Endpoint(s.publish_host, s.moshi_port, stack.scheme)
     service = ProcessService(stack, events.BACKEND, "moshi_backend", env, endpoint)
     await run_process_service(stack, owned, service)
@@ -93,7 +98,10 @@ async def _start_container(
         image_id=image_id,
         name=stack.container_name(events.BACKEND),
         service=events.BACKEND,
-        env=container_environment(s, stack.seams.environ),
+        env={
+            **container_environment(s, stack.seams.environ),
+            "MOSHI_SSL_DIR": BACKEND_IMAGE.certs_dir,
+        },
         container_port=s.moshi_port,
         publish_host=s.publish_host,
         host_port=s.moshi_port,
@@ -102,8 +110,9 @@ async def _start_container(
         gpu=gpu,
         persistent=s.persistent,
         network=stack.network,
+        tls=container_tls(stack, BACKEND_IMAGE),
     )
-    outcome = await engine.run(spec, stack.session)
+    start, outcome = await start_container(stack, owned, engine, spec)
     if outcome.gpu_fallback:
         await stack.say(
             "GPU requested (MOSHI_GPU=on) but the Docker engine cannot provide one "
@@ -115,6 +124,7 @@ async def _start_container(
     endpoint = await run_container_service(
         stack,
         owned,
+        start,
         container,
         name=events.BACKEND,
         image=image,

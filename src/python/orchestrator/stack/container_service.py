@@ -4,11 +4,14 @@ left running when it is persistent."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Literal
 
+from orchestrator.containers.container_spec import ContainerSpec
+from orchestrator.containers.engine import Action, DockerEngine, RunOutcome
 from orchestrator.containers.service_container import ServiceContainer
 from orchestrator.endpoints import Endpoint
 from orchestrator.events import ResourceKind, ResourceState, StateChanged
@@ -16,6 +19,41 @@ from orchestrator.health.probe import HealthAnswer
 from orchestrator.stack.context import StackContext
 from orchestrator.stack.health_gating import gate_on_health
 from orchestrator.stack.lifecycle import Lifecycle
+
+# How long the end of an interrupted `up` waits for a container being made, to remove it.
+_CREATION_WAIT_S = 60.0
+
+
+class ContainerStart:
+    """A service container being created and started, its removal registered before it exists:
+    a start that is interrupted or fails before run_container_service has registered the
+    container's own release leaves no container behind."""
+
+    def __init__(self, engine: DockerEngine, spec: ContainerSpec, session: str) -> None:
+        self._run = asyncio.ensure_future(engine.run(spec, session))
+        self.handed_over = False
+
+    async def outcome(self) -> RunOutcome:
+        # Shielded: a cancelled `up` must still learn what the engine made, to remove it.
+        return await asyncio.shield(self._run)
+
+    async def remove_unless_handed_over(self) -> None:
+        if self.handed_over:
+            return
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(self._run), _CREATION_WAIT_S)
+        except Exception:  # nothing was made, or it is lost to us either way
+            return
+        if outcome.action is not Action.REUSED:  # a reused one was running before this `up`
+            await outcome.container.stop(remove=True)
+
+
+async def start_container(
+    stack: StackContext, owned: AsyncExitStack, engine: DockerEngine, spec: ContainerSpec
+) -> tuple[ContainerStart, RunOutcome]:
+    start = ContainerStart(engine, spec, stack.session)
+    owned.push_async_callback(start.remove_unless_handed_over)
+    return start, await start.outcome()
 
 
 async def announce_build(stack: StackContext, resource: str, image: str) -> None:
@@ -80,6 +118,7 @@ class ContainerService:
 async def run_container_service(
     stack: StackContext,
     owned: AsyncExitStack,
+    start: ContainerStart,
     container: ServiceContainer,
     *,
     name: str,
@@ -101,6 +140,7 @@ async def run_container_service(
     service = ContainerService(stack, name, container, endpoint, ready)
     lifecycle = Lifecycle(name, service, stack.hub, running=False)
     owned.push_async_callback(service.release, lifecycle, persistent)
+    start.handed_over = True
     container.relay_logs(tail=log_tail)
     await service.gate()
     lifecycle.running = True

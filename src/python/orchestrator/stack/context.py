@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.containers.connection import DockerConnector, connect_docker
@@ -29,7 +30,8 @@ class Seams:
 
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     clock: Clock = field(default_factory=SystemClock)
-    probe: HealthProbe = field(default_factory=HttpProbe)
+    # Default: GETs that trust the stack's own certificate (with MOSHI_USE_SSL).
+    probe: HealthProbe | None = None
     connect_docker: DockerConnector = connect_docker
     launcher: ProcessLauncher | None = None  # default: LocalLauncher on the stack's hub
     python: str = sys.executable
@@ -50,6 +52,14 @@ class StackContext:
         self.record = RunRecord(self.session, os.getpid())
         # The running resources, for the watch loop and the dashboard's actions.
         self.controls = Controls()
+        # (cert.pem, key.pem) of the stack with MOSHI_USE_SSL, once made (stack/tls.py).
+        self.certificate: tuple[Path, Path] | None = None
+
+    @property
+    def probe(self) -> HealthProbe:
+        if self.seams.probe is not None:
+            return self.seams.probe
+        return HttpProbe(self.certificate[0] if self.certificate else None)
 
     async def say(self, text: str, level: Level = Level.INFO) -> None:
         await self.hub.publish(Notice(text, level))

@@ -17,10 +17,15 @@ from orchestrator.containers.service_images import (
 from orchestrator.endpoints import Endpoint, reachable_host
 from orchestrator.environments import frontend_container_environment, frontend_environment
 from orchestrator.errors import OrchestratorError
-from orchestrator.stack.container_service import announce_build, run_container_service
+from orchestrator.stack.container_service import (
+    announce_build,
+    run_container_service,
+    start_container,
+)
 from orchestrator.stack.context import StackContext
 from orchestrator.stack.health_gating import answers_200
 from orchestrator.stack.process_service import ProcessService, run_process_service
+from orchestrator.stack.tls import container_tls
 
 
 async def start_frontend(
@@ -38,6 +43,7 @@ async def start_frontend(
         backend_host=backend.host,
         backend_port=backend.port,
         pythonpath=stack.pythonpath(),
+        certs_dir=str(stack.run_state.certs_dir),
     )
     endpoint = Endpoint(reachable_host(s.app_host), s.app_port, stack.scheme)
     service = ProcessService(stack, events.FRONTEND, "frontend", env, endpoint, answers_200)
@@ -59,6 +65,7 @@ async def _start_container(
         backend_host=backend.host,
         backend_port=backend.port,
         backend_address=stack.container_name(events.BACKEND),
+        certs_dir=FRONTEND_IMAGE.certs_dir,
     )
     # Not persistent, like the frontend process: it lives as long as this `up`.
     spec = ContainerSpec(
@@ -72,12 +79,15 @@ async def _start_container(
         confinement=FRONTEND_CONFINEMENT,
         network=stack.network,
         port_option="--app-port (APP_PORT)",
+        tls=container_tls(stack, FRONTEND_IMAGE),
     )
-    container = (await engine.run(spec, stack.session)).container
+    start, outcome = await start_container(stack, owned, engine, spec)
+    container = outcome.container
     await stack.say(f"frontend container {container.short_id} created")
     await run_container_service(
         stack,
         owned,
+        start,
         container,
         name=events.FRONTEND,
         image=image,

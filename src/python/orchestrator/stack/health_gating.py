@@ -38,7 +38,7 @@ async def gate_on_health(
     try:
         await wait_healthy(
             gate,
-            probe=stack.seams.probe,
+            probe=stack.probe,
             exited=service.exit_description,
             hub=stack.hub,
             clock=stack.seams.clock,

@@ -65,7 +65,7 @@ class ProcessService:
         # A restart replaces the service's process: `down` and the next `up` find the new one.
         stack.record.processes = [p for p in stack.record.processes if p.service != self.name]
         stack.record.processes.append(
-            ProcessRecord(self.name, process.pid, process.pgid, f"-m {self._module}")
+            ProcessRecord.of(self.name, process.pid, process.pgid, f"-m {self._module}")
         )
         stack.save_record()
         return process

@@ -20,6 +20,7 @@ from orchestrator.stack.backend import start_backend
 from orchestrator.stack.context import Seams, StackContext
 from orchestrator.stack.frontend import start_frontend
 from orchestrator.stack.lifecycle import Controls, Lifecycle
+from orchestrator.stack.tls import prepare_certificate
 
 _WATCH_INTERVAL_S = 1.0
 
@@ -55,6 +56,7 @@ class Supervisor:
         return code
 
     async def _start(self, owned: AsyncExitStack) -> None:
+        await asyncio.to_thread(prepare_certificate, self._stack)
         backend, engine = await start_backend(self._stack, owned)
         await start_frontend(self._stack, owned, backend, engine)
 

@@ -6,9 +6,10 @@ import torch
 
 from moshi_backend.engines.base import EngineError
 
-_GIB = 1024**3
-# Beyond the weights: Mimi, the KV caches (3000 steps of context), activations, CUDA graphs.
-HEADROOM_BYTES = 3 * _GIB
+GIB = 1024**3
+# Beyond the weights and the conversation slots (capacity.py): CUDA's own context, the allocator's
+# fragmentation, CUDA graphs' pools.
+HEADROOM_BYTES = 3 * GIB
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -44,7 +45,7 @@ def check_memory(
         name = device_name or torch.cuda.get_device_name(device)
         raise EngineError(
             f"not enough GPU memory on {device} ({name}): the model needs about "
-            f"{(weights_bytes + HEADROOM_BYTES) / _GIB:.1f} GiB, {free_bytes / _GIB:.1f} GiB are "
+            f"{(weights_bytes + HEADROOM_BYTES) / GIB:.1f} GiB, {free_bytes / GIB:.1f} GiB are "
             "free. Set MOSHI_CPU_OFFLOAD=true to keep part of the layers in CPU memory (slower), "
             "free the GPU, or use one with more memory"
         )

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model.architecture import (
     MOSHI_7B_LM,
     MOSHI_REPO,
     PERSONAPLEX_7B_LM,
     PERSONAPLEX_REPO,
 )
-from moshi_backend.engines.model.model_engine import ModelEngine, ModelEngineConfig
+from moshi_backend.engines.model.engine_config import ModelEngineConfig
+from moshi_backend.engines.model.model_engine import ModelEngine
 from moshi_backend.settings import BackendSettings, EngineName
 
 
 def create_model_engine(name: EngineName, settings: BackendSettings) -> ModelEngine:
-    if settings.moshi_max_sessions not in (None, 1):
-        raise EngineError(
-            f"MOSHI_MAX_SESSIONS={settings.moshi_max_sessions}: a model engine serves one "
-            "conversation per process; run more replicas to serve more"
-        )
     persona = name is EngineName.PERSONAPLEX
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     config = ModelEngineConfig(
@@ -32,5 +27,6 @@ def create_model_engine(name: EngineName, settings: BackendSettings) -> ModelEng
         torch_compile=not settings.no_torch_compile,
         hf_token=token or None,
         voice_dir=settings.moshi_voice_dir,
+        max_sessions=settings.moshi_max_sessions,
     )
     return ModelEngine(config)

@@ -13,8 +13,7 @@ from moshi.models import loaders
 from moshi.models.lm import LMModel
 from moshi.utils.compile import no_compile
 
-from moshi_backend.engines.model.generator import PersonaGenerator
-from moshi_backend.engines.model.sampling import Sampling
+from moshi_backend.engines.model.generator import input_embedding
 from moshi_backend.engines.model.testing_checkpoints import tiny_lm
 
 _STEPS = 16
@@ -40,10 +39,9 @@ def transformer_input(lm: LMModel, sequence: torch.Tensor) -> torch.Tensor:
 def test_the_input_embedding_is_moshis_own(dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     lm = loaders.get_moshi_lm(None, lm_kwargs=tiny_lm(), device="cpu", dtype=dtype)
-    generator = PersonaGenerator(lm, Sampling(), cuda_graphs=False)
     text = torch.randint(0, lm.text_card, (1, 1, _STEPS))
     audio = torch.randint(0, lm.card, (1, lm.num_audio_codebooks, _STEPS))
     sequence = torch.cat([text, audio], dim=1)
-    ours = generator.embed(sequence)
+    ours = input_embedding(lm, sequence)
     assert ours.dtype == dtype
     assert torch.equal(ours, transformer_input(lm, sequence))

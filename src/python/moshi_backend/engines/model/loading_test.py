@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from moshi_backend.engines.model.offload import plan_layers
 from moshi_backend.engines.model.testing_checkpoints import cpu_engine, write_tiny_repository
 from moshi_backend.engines.model.testing_hub import HubRepository, local_hub
 from moshi_backend.engines.model.weights import lm_parameter_bytes
+from testsupport.processes import free_port, process_under_test, python_module_command
 
 REPO = "nvidia/personaplex-7b-v1"
 GIB = 1024**3
@@ -140,3 +145,36 @@ def test_offload_keeps_leading_layers_that_fit() -> None:
 def test_cuda_requested_without_a_gpu() -> None:
     with pytest.raises(EngineError, match="MOSHI_DEVICE=cuda but torch sees no CUDA device"):
         resolve_device("cuda")
+
+
+def _health(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:  # 503 while loading, with the same document
+        body = error.read()
+    document: dict[str, Any] = json.loads(body)
+    return document
+
+
+def test_sigterm_during_a_download_ends_the_backend_at_once(tiny: Path, tmp_path: Path) -> None:
+    port = free_port()
+    command = python_module_command(
+        "moshi_backend", "--engine", "personaplex", "--device", "cpu", "--port", str(port)
+    )
+    # Slow enough that the weights take minutes to arrive.
+    with local_hub(HubRepository(REPO, tiny), bytes_per_s=20e3) as (url, _):
+        env = {"MOSHI_HF_REPO": REPO, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf")}
+        with process_under_test(command, env=env) as backend:
+            backend.wait_http(f"http://127.0.0.1:{port}/health", expect_status=503)
+            deadline = time.monotonic() + 120
+            while _health(port)["load"].get("bytes_done", 0) == 0:
+                assert time.monotonic() < deadline, backend.output()
+                time.sleep(0.2)
+            assert _health(port)["stage"] == "downloading"
+            stopping = time.monotonic()
+            backend.process.send_signal(signal.SIGTERM)
+            code = backend.wait_exit(timeout_s=30)
+            took = time.monotonic() - stopping
+    assert code == 0, backend.output()
+    assert took < 10, f"{took:.1f} s after SIGTERM"

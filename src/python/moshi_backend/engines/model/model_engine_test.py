@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moshi_backend.engines.base import EngineError
+from moshi_backend.engines.base import EngineError, EngineSession
 from moshi_backend.engines.model import prompts
 from moshi_backend.engines.model.model_engine import ModelEngine
 from moshi_backend.engines.model.testing_checkpoints import (
@@ -45,10 +45,22 @@ def prompt_log() -> PromptLog:
 
 
 @pytest.fixture(scope="module")
-def engine(repository: Path, prompt_log: PromptLog) -> ModelEngine:
+def engine(repository: Path, prompt_log: PromptLog) -> Iterator[ModelEngine]:
     engine = cpu_engine(repository, observer=prompt_log)
     engine.load(ignore_progress)
-    return engine
+    yield engine
+    engine.close()
+
+
+def open_session(engine: ModelEngine, params: ChatParams) -> EngineSession:
+    """A session whose persona prompt has run."""
+    session = engine.start_session(params)
+    try:
+        session.ready.result(timeout=120)
+    except BaseException:
+        session.close()
+        raise
+    return session
 
 
 def speech_like(frames: int) -> Iterator[Pcm]:
@@ -58,7 +70,7 @@ def speech_like(frames: int) -> Iterator[Pcm]:
 
 
 def converse(engine: ModelEngine, params: ChatParams, frames: int = 10) -> tuple[Pcm, str]:
-    session = engine.start_session(params)
+    session = open_session(engine, params)
     try:
         results = [session.step(frame) for frame in speech_like(frames)]
     finally:
@@ -82,6 +94,7 @@ def test_load_reports_stages_and_layers(repository: Path) -> None:
     assert engine.info.voices == (TINY_VOICE,)
     assert engine.info.capacity == 1 and not engine.info.development
     assert "dep_q 16" in engine.info.model
+    engine.close()
 
 
 def test_persona_prompts_run_in_order_before_the_session_starts(
@@ -89,7 +102,7 @@ def test_persona_prompts_run_in_order_before_the_session_starts(
 ) -> None:
     prompt_log.steps.clear()
     params = ChatParams(text_prompt="You are Jane, a teacher.", voice_prompt=TINY_VOICE, seed=1)
-    engine.start_session(params).close()
+    open_session(engine, params).close()
     phases = [step[0] for step in prompt_log.steps]
     runs: list[tuple[prompts.Phase, int]] = []
     for phase in phases:
@@ -161,14 +174,16 @@ def test_an_empty_text_prompt_starts_a_conversation(engine: ModelEngine) -> None
     assert audio.size == 2 * FRAME_SAMPLES and np.isfinite(audio).all()
 
 
-def test_one_conversation_at_a_time(engine: ModelEngine) -> None:
+def test_one_conversation_per_slot_and_a_closed_one_frees_it_at_once(engine: ModelEngine) -> None:
     session = engine.start_session(ChatParams(voice_prompt=TINY_VOICE))
     try:
-        with pytest.raises(EngineError, match="another conversation"):
+        with pytest.raises(EngineError, match="busy: 1 of 1 conversation slots are in use"):
             engine.start_session(ChatParams(voice_prompt=TINY_VOICE))
     finally:
-        session.close()
-    engine.start_session(ChatParams(voice_prompt=TINY_VOICE)).close()
+        session.close()  # during its persona prompt
+    with pytest.raises(EngineError):
+        session.ready.result(timeout=60)
+    open_session(engine, ChatParams(voice_prompt=TINY_VOICE)).close()
 
 
 def test_unknown_and_broken_voices(engine: ModelEngine) -> None:
@@ -184,7 +199,7 @@ def test_unknown_and_broken_voices(engine: ModelEngine) -> None:
     finally:
         broken.unlink()
     # A failed start leaves the engine free for the next conversation.
-    engine.start_session(ChatParams(voice_prompt=TINY_VOICE)).close()
+    open_session(engine, ChatParams(voice_prompt=TINY_VOICE)).close()
 
 
 def test_moshi_engine_has_no_persona_prompts(tmp_path: Path) -> None:
@@ -193,6 +208,9 @@ def test_moshi_engine_has_no_persona_prompts(tmp_path: Path) -> None:
     engine = cpu_engine(repository, persona=False, observer=log)
     engine.load(ignore_progress)
     assert engine.info.voices == ()
-    audio, _ = converse(engine, ChatParams(seed=2), frames=6)
+    try:
+        audio, _ = converse(engine, ChatParams(seed=2), frames=6)
+    finally:
+        engine.close()
     # Without prompts the first frame only starts the stream and the second fills the delays.
     assert log.steps == [] and audio.size == 4 * FRAME_SAMPLES

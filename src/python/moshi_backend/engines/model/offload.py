@@ -47,13 +47,18 @@ def _back_to(device: torch.device) -> Any:
     return hook
 
 
-def offload_layers(lm: LMModel, device: torch.device, free_bytes: int | None = None) -> int:
-    """Move lm (on the CPU) to device but the layers that do not fit; returns layers moved."""
+def offload_layers(
+    lm: LMModel, device: torch.device, reserve_bytes: int = 0, free_bytes: int | None = None
+) -> int:
+    """Move lm (on the CPU) to device but the layers that do not fit; returns layers moved.
+
+    reserve_bytes stay free for the conversation slots' state.
+    """
     layers = list(lm.transformer.layers)
     others = layer_bytes(lm) - sum(layer_bytes(layer) for layer in layers)
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
-    budget = free_bytes - others - HEADROOM_BYTES
+    budget = free_bytes - others - HEADROOM_BYTES - reserve_bytes
     on_device = plan_layers([layer_bytes(layer) for layer in layers], max(budget, 0))
     cpu = torch.device("cpu")
     for index, layer in enumerate(layers):

@@ -2,7 +2,8 @@
 
 Order: the voice prompt (its Mimi tokens forced as the model's own audio), silence, the
 `<system> ... <system>` text prompt one token per frame, silence. Meanwhile the user's stream is
-held at a fixed "sine" frame and the text at padding, as in PersonaPlex's training.
+held at a fixed "sine" frame and the text at padding, as in PersonaPlex's training. The prompt is
+a list of steps that the step loop feeds to the conversation's slot, beside the other slots' work.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 import pyloudnorm
 import sphn
 import torch
-from moshi.models.compression import MimiModel
 
 from moshi_backend.engines.base import EngineError, Pcm
 from moshi_backend.engines.model.generator import PersonaGenerator
@@ -105,80 +105,107 @@ def _frames(pcm: Pcm) -> Iterator[Pcm]:
     yield from padded.reshape(-1, FRAME_SAMPLES)
 
 
-class PersonaPrompter:
-    """Runs the prompt phases through a fresh generator."""
+@dataclass(frozen=True)
+class PromptStep:
+    """One frame of a persona prompt: what its slot provides to the model for it."""
 
-    def __init__(
-        self,
-        generator: PersonaGenerator,
-        mimi: MimiModel,
-        text_pad: int,
-        observer: PromptObserver | None = None,
-    ) -> None:
-        self.generator = generator
-        self._mimi = mimi
-        self._text_pad = text_pad
-        self._observer = observer
+    phase: Phase
+    text: int
+    user: torch.Tensor
+    # The model's own audio tokens; None: the Mimi tokens of own_pcm, encoded with the batch.
+    own: torch.Tensor | None = None
+    own_pcm: Pcm | None = None
+    # A stored voice's input embedding, replacing the model's input column.
+    embedded: torch.Tensor | None = None
+    # After this step: the slot's token cache becomes this one (the end of a stored voice).
+    restore_cache: torch.Tensor | None = None
+    # After this step: the slot's Mimi starts afresh (the end of an audio voice).
+    reset_codec: bool = False
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """What persona prompts are made of, on the model's device, for one model."""
+
+    silence: torch.Tensor  # [S]
+    sine: torch.Tensor  # [S]
+    start: torch.Tensor  # [2S]: the start tokens of the model's and the user's audio
+    text_pad: int
+    dim: int
+    dtype: torch.dtype
+    cache_shape: tuple[int, ...]  # [1, rows, columns] of one slot's token cache
+
+    @classmethod
+    def for_generator(cls, generator: PersonaGenerator, text_pad: int) -> PromptTokens:
         device = generator.cache.device
         streams = generator.streams
-        self._silence = self._fixed(SILENCE_TOKENS, streams, device)
-        self._sine = self._fixed(SINE_TOKENS, streams, device)
+        return cls(
+            silence=_fixed(SILENCE_TOKENS, streams, device),
+            sine=_fixed(SINE_TOKENS, streams, device),
+            start=generator.initial[0, 1:, 0],
+            text_pad=text_pad,
+            dim=generator.lm.dim,
+            dtype=generator.lm_dtype,
+            cache_shape=(1, *generator.cache.shape[1:]),
+        )
 
-    @staticmethod
-    def _fixed(tokens: tuple[int, ...], streams: int, device: torch.device) -> torch.Tensor:
-        if streams != len(tokens):
-            raise EngineError(f"persona prompts need 8 audio codebooks per stream, not {streams}")
-        return torch.tensor(tokens, dtype=torch.long, device=device)
 
-    def run(self, voice: Voice, text_tokens: list[int], silence_frames: int) -> None:
-        self.voice(voice)
-        self.silence(silence_frames)
-        self.text(text_tokens)
-        self.silence(silence_frames)
+def _fixed(tokens: tuple[int, ...], streams: int, device: torch.device) -> torch.Tensor:
+    if streams != len(tokens):
+        raise EngineError(f"persona prompts need 8 audio codebooks per stream, not {streams}")
+    return torch.tensor(tokens, dtype=torch.long, device=device)
 
-    def _step(self, phase: Phase, own: torch.Tensor, text: int, **extra: torch.Tensor) -> None:
-        user = extra.pop("user", self._sine)
-        if self._observer is not None:
-            self._observer(phase, text, tuple(own.tolist()), tuple(user.tolist()))
-        self.generator.step(user=user, own=own, text=text, **extra)
 
-    def voice(self, voice: Voice) -> None:
-        generator = self.generator
-        if isinstance(voice, StoredVoice):
-            dim = generator.lm.dim
-            if voice.embeddings.dim() != 4 or voice.embeddings.shape[-1] != dim:
-                raise EngineError(
-                    f"stored voice has embeddings {tuple(voice.embeddings.shape)}; this model "
-                    f"needs [frames, 1, 1, {dim}]: it was made for another model"
-                )
-            if tuple(voice.cache.shape) != tuple(generator.cache.shape):
-                raise EngineError(
-                    f"stored voice has a token cache {tuple(voice.cache.shape)}; this model "
-                    f"uses {tuple(generator.cache.shape)}: it was made for another model"
-                )
-            start = generator.initial[0, 1:, 0]
-            dtype = next(generator.lm.parameters()).dtype
-            for embedded in voice.embeddings:
-                self._step(
-                    Phase.VOICE,
-                    start[: generator.streams],
-                    self._text_pad,
-                    user=start[generator.streams :],
-                    embedded=embedded.to(device=start.device, dtype=dtype),
-                )
-            generator.restore_cache(voice.cache)
-            return
-        with torch.no_grad():
-            for frame in _frames(voice.pcm):
-                pcm = torch.from_numpy(frame).to(generator.cache.device)[None, None]
-                codes = self._mimi.encode(pcm)[0, :, 0]
-                self._step(Phase.VOICE, codes, self._text_pad)
-        self._mimi.reset_streaming()
+def persona_steps(
+    voice: Voice, text_tokens: list[int], silence_frames: int, tokens: PromptTokens
+) -> list[PromptStep]:
+    """The whole persona prompt, frame by frame, in PersonaPlex's order."""
+    silence = [PromptStep(Phase.SILENCE, tokens.text_pad, tokens.sine, own=tokens.silence)]
+    text = [PromptStep(Phase.TEXT, token, tokens.sine, own=tokens.silence) for token in text_tokens]
+    return [
+        *voice_steps(voice, tokens),
+        *silence * silence_frames,
+        *text,
+        *silence * silence_frames,
+    ]
 
-    def silence(self, frames: int) -> None:
-        for _ in range(frames):
-            self._step(Phase.SILENCE, self._silence, self._text_pad)
 
-    def text(self, tokens: list[int]) -> None:
-        for token in tokens:
-            self._step(Phase.TEXT, self._silence, token)
+def voice_steps(voice: Voice, tokens: PromptTokens) -> list[PromptStep]:
+    if isinstance(voice, AudioVoice):
+        frames = list(_frames(voice.pcm))
+        return [
+            PromptStep(
+                Phase.VOICE,
+                tokens.text_pad,
+                tokens.sine,
+                own_pcm=frame,
+                reset_codec=index == len(frames) - 1,
+            )
+            for index, frame in enumerate(frames)
+        ]
+    if voice.embeddings.dim() != 4 or voice.embeddings.shape[-1] != tokens.dim:
+        raise EngineError(
+            f"stored voice has embeddings {tuple(voice.embeddings.shape)}; this model "
+            f"needs [frames, 1, 1, {tokens.dim}]: it was made for another model"
+        )
+    if tuple(voice.cache.shape) != tokens.cache_shape:
+        raise EngineError(
+            f"stored voice has a token cache {tuple(voice.cache.shape)}; this model "
+            f"uses {tokens.cache_shape}: it was made for another model"
+        )
+    if len(voice.embeddings) == 0:
+        raise EngineError("stored voice holds no frames")
+    streams = len(tokens.silence)
+    device = tokens.silence.device
+    embeddings = voice.embeddings.to(device=device, dtype=tokens.dtype)
+    return [
+        PromptStep(
+            Phase.VOICE,
+            tokens.text_pad,
+            tokens.start[streams:],
+            own=tokens.start[:streams],
+            embedded=embedded,
+            restore_cache=voice.cache if index == len(embeddings) - 1 else None,
+        )
+        for index, embedded in enumerate(embeddings)
+    ]

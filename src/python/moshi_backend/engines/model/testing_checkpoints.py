@@ -32,9 +32,11 @@ from moshi_backend.engines.model.architecture import (
     TEXT_TOKENIZER,
     VOICES_ARCHIVE,
 )
+from moshi_backend.engines.model.batch_step import BatchStepper
+from moshi_backend.engines.model.engine_config import ModelEngineConfig
 from moshi_backend.engines.model.generator import PersonaGenerator
-from moshi_backend.engines.model.model_engine import ModelEngine, ModelEngineConfig
-from moshi_backend.engines.model.sampling import Sampling
+from moshi_backend.engines.model.model_engine import ModelEngine
+from moshi_backend.engines.model.slot_sampling import SlotSampling
 from moshi_protocol.messages import SAMPLE_RATE
 from moshi_protocol.opus import Pcm
 
@@ -250,18 +252,27 @@ def record_voice(engine: ModelEngine, audio: Path, target: Path) -> None:
     """Store an audio voice prompt as PersonaPlex's .pt voices are stored.
 
     The file holds the model's input embedding at each step of the voice prompt and the token
-    cache after it: replaying it conditions the model without running Mimi.
+    cache after it: replaying it conditions the model without running Mimi. It runs the voice
+    prompt in slot 0 of the engine's own (loaded) models beside its step loop, so no conversation
+    may be open meanwhile; slot 0 is reset before and after.
     """
     voice = prompts.load_voice(audio)
     assert isinstance(voice, prompts.AudioVoice)
     loaded = engine.loaded
-    loaded.mimi.reset_streaming()
-    loaded.lm.reset_streaming()
-    generator = PersonaGenerator(loaded.lm, Sampling(), cuda_graphs=False)
-    generator.keep_embeddings = []
-    prompts.PersonaPrompter(generator, loaded.mimi, loaded.lm.text_padding_token_id).voice(voice)
+    slots = loaded.slots
+    generator = PersonaGenerator(
+        loaded.lm, SlotSampling(slots, torch.device("cpu")), cuda_graphs=False
+    )
+    stepper = BatchStepper(loaded.mimi, generator)
+    tokens = prompts.PromptTokens.for_generator(generator, loaded.lm.text_padding_token_id)
+    stepper.reset([0])
+    kept: list[torch.Tensor] = []
+    generator.keep_embeddings[0] = kept
+    for step in prompts.voice_steps(voice, tokens):
+        stepper.step({}, {0: step})
     stored = {
-        "embeddings": torch.stack(generator.keep_embeddings).cpu(),
-        "cache": generator.cache.detach().clone().cpu(),
+        "embeddings": torch.stack(kept).cpu(),
+        "cache": generator.cache[0:1].detach().clone().cpu(),
     }
+    stepper.reset([0])
     torch.save(stored, target)

@@ -1,4 +1,5 @@
-"""Blocking work (Docker SDK streams) off the event loop, in threads that never delay exit."""
+"""Blocking work off the event loop, in threads that never delay exit (Docker SDK streams,
+a model download)."""
 
 from __future__ import annotations
 
