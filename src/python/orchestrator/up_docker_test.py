@@ -134,7 +134,8 @@ def test_persistent_container_is_reused_then_recreated_when_the_configuration_ch
     mounts = {m["Name"]: m["Destination"] for m in first.attrs["Mounts"] if m["Type"] == "volume"}
     # The model cache volume, and the certs directory's own anonymous volume (read-only root).
     assert mounts.pop(stack.volume) == MODEL_CACHE_PATH
-    assert list(mounts.values()) == ["/data/certs"]
+    ((first_certs, certs_path),) = mounts.items()
+    assert certs_path == "/data/certs"
     # The path the image declares as its model cache, writable by the image's non-root user.
     image = stack.client.images.get(first.attrs["Image"])
     assert MODEL_CACHE_PATH in image.attrs["Config"]["Volumes"]
@@ -163,10 +164,14 @@ def test_persistent_container_is_reused_then_recreated_when_the_configuration_ch
     assert _exec_env(third)["MOSHI_CPU_OFFLOAD"] == "true"
     assert third.labels[LABEL_HASH] != first.labels[LABEL_HASH]
     assert [c.id for c in stack.containers()] == [third.id]
+    # A replaced container's anonymous volume (its certs directory) went with it.
+    (third_certs,) = (m["Name"] for m in third.attrs["Mounts"] if m["Destination"] == certs_path)
+    assert first_certs not in _volume_names(stack)
 
     down = run_orchestrator(["down"], stack.env)
     assert down.returncode == 0, down.stderr
     assert stack.containers() == []
+    assert third_certs not in _volume_names(stack)
     # The model cache outlives `down`: re-downloading weights is what it exists to avoid.
     stack.client.volumes.get(stack.volume)
 
@@ -287,6 +292,10 @@ def _wait_docker_healthy(container: Container) -> None:
         )
 
     wait_for(healthy, what=f"{container.name}'s Docker health check", timeout_s=60)
+
+
+def _volume_names(stack: DockerStack) -> set[str]:
+    return {str(volume.name) for volume in stack.client.volumes.list()}
 
 
 def _ok(url: str, ssl_context: ssl.SSLContext | None = None) -> bytes:

@@ -160,14 +160,15 @@ class DockerEngine:
             persistent = container.labels.get(LABEL_PERSISTENT) == "1"
             if persistent and container.status == "running":
                 continue  # kept on purpose; run() decides whether it can be reused
-            await asyncio.to_thread(container.remove, force=True)
+            # v: the container's anonymous volumes (its certs directory) go with it.
+            await asyncio.to_thread(container.remove, force=True, v=True)
             removed.append(f"{container.name} ({container.status})")
         return removed
 
     async def remove_all(self) -> list[str]:
         removed = []
         for container in await self.owned_containers():
-            await asyncio.to_thread(container.remove, force=True)
+            await asyncio.to_thread(container.remove, force=True, v=True)
             removed.append(str(container.name))
         return removed
 
@@ -191,7 +192,7 @@ class DockerEngine:
                 and existing.labels.get(LABEL_HASH) == wanted
             ):
                 return RunOutcome(ServiceContainer(existing, spec.service, self.hub), Action.REUSED)
-            await asyncio.to_thread(existing.remove, force=True)
+            await asyncio.to_thread(existing.remove, force=True, v=True)
             replaced = True
         await self._refuse_foreign_name(spec.name)
         try:
