@@ -26,7 +26,11 @@ def compose_file(deployment: Deployment) -> dict[str, Any]:
     values = {name: f"${{{name}:-{value}}}" for name, value in _defaults(deployment).items()}
     backend: dict[str, Any] = {
         "image": values["MOSHI_IMAGE"],
-        "environment": {**deployment.backend_env, "HF_TOKEN": "${HF_TOKEN:-}"},
+        "environment": {
+            **deployment.backend_env,
+            "HF_TOKEN": "${HF_TOKEN:-}",
+            "MOSHI_API_KEY": "${MOSHI_API_KEY:-}",
+        },
         "volumes": [f"model-cache:{deployment.cache_path}"],
         # The image's own test, given time for a first download and load of the weights.
         "healthcheck": {
@@ -54,6 +58,8 @@ def compose_file(deployment: Deployment) -> dict[str, Any]:
             "APP_PORT": str(deployment.app_port),
             "MOSHI_WS_URL": deployment.backend_ws_url,
             "MOSHI_PROXY": "true",
+            # The relay sends it to the backend; empty: no key.
+            "MOSHI_API_KEY": "${MOSHI_API_KEY:-}",
         },
         "ports": [f"{values['APP_PUBLISH_PORT']}:{deployment.app_port}"],
         "depends_on": {BACKEND: {"condition": "service_healthy"}},
@@ -74,6 +80,9 @@ def env_template(deployment: Deployment) -> str:
         "# Copy to .env beside docker-compose.yml and fill in; never commit the filled-in copy.",
         "# The model hub token, for gated weights (PersonaPlex). Empty: public models only.",
         "HF_TOKEN=",
+        "# A key the backend requires of every conversation; the frontend's relay sends it, so",
+        "# only the frontend can reach the model. Empty: no key.",
+        "MOSHI_API_KEY=",
         "",
         "# Defaults that `orchestrator publish` resolved; change them here instead of the file.",
     ]

@@ -66,7 +66,12 @@ def deployment(
 ) -> Deployment:
     tag = image_tag or image_tag_from_pants(settings.repo_root) or "latest"
     prefix = image_prefix.rstrip("/")
-    env = backend_variables(settings.model_copy(update={"hf_token": None}), {})
+    # No secret is written into the files: HF_TOKEN and MOSHI_API_KEY come from .env or a
+    # Kubernetes secret. Browsers reach the backend only through the frontend's relay, so the
+    # backend's origin list (for pages that connect to it directly) has no use there.
+    secretless = settings.model_copy(update={"hf_token": None, "moshi_api_key": None})
+    env = backend_variables(secretless, {})
+    env.pop("MOSHI_ALLOWED_ORIGINS", None)
     # Inside a container the backend listens on every interface; TLS belongs to the ingress.
     env.update({"MOSHI_HOST": "0.0.0.0", "MOSHI_USE_SSL": "false"})
     return Deployment(

@@ -59,6 +59,16 @@ def backend_chat_urls(deployment: Deployment) -> list[str]:
     ]
 
 
+def api_key_from_secret() -> dict[str, Any]:
+    """MOSHI_API_KEY for both services from the same optional secret as HF_TOKEN (NOTES.md)."""
+    return {
+        "name": "MOSHI_API_KEY",
+        "valueFrom": {
+            "secretKeyRef": {"name": SECRET_NAME, "key": "MOSHI_API_KEY", "optional": True}
+        },
+    }
+
+
 def backend_statefulset(deployment: Deployment) -> Manifest:
     port = deployment.moshi_port
     token = {
@@ -87,7 +97,7 @@ def backend_statefulset(deployment: Deployment) -> Manifest:
         "name": BACKEND,
         "image": deployment.backend_image,
         "ports": [{"name": "http", "containerPort": port}],
-        "env": [*_env(deployment.backend_env), token],
+        "env": [*_env(deployment.backend_env), token, api_key_from_secret()],
         "resources": resources,
         "volumeMounts": [
             {"name": CACHE_CLAIM, "mountPath": deployment.cache_path},
@@ -163,7 +173,7 @@ def frontend_deployment(deployment: Deployment) -> Manifest:
         "name": FRONTEND,
         "image": deployment.frontend_image,
         "ports": [{"name": "http", "containerPort": port}],
-        "env": _env(env),
+        "env": [*_env(env), api_key_from_secret()],
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "readinessProbe": _http_probe(port, 5, 3),
         "livenessProbe": _http_probe(port, 10, 6),

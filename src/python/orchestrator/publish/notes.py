@@ -24,6 +24,7 @@ Browsers talk only to the frontend, which relays each conversation to a backend
 ## Docker Compose (one machine)
 
     cp .env.example .env          # then fill in HF_TOKEN for the gated PersonaPlex weights
+                                  # and MOSHI_API_KEY (any long random string) for the relay
     docker compose up -d          # or docker-compose 1.27+
     open http://localhost:{deployment.app_port}
 
@@ -32,9 +33,13 @@ The first start downloads the model into the volume `{deployment.cache_volume}` 
 
 ## Kubernetes
 
-    kubectl create secret generic {SECRET_NAME} --from-literal=HF_TOKEN=hf_...
+    kubectl create secret generic {SECRET_NAME} --from-literal=HF_TOKEN=hf_... \\
+        --from-literal=MOSHI_API_KEY="$(openssl rand -hex 32)"
     kubectl apply -k kubernetes/
     kubectl port-forward service/frontend {deployment.app_port}:{deployment.app_port}
+
+With `MOSHI_API_KEY` set, the backend answers only requests that carry the key, which the
+frontend's relay adds: nothing else on the network can hold a conversation with the model.
 
 `{BACKEND}` is a StatefulSet of {deployment.backend_replicas} replica(s); each has its own
 `{deployment.cache_size}` model cache claim, mounted at `{deployment.cache_path}`. Its startup

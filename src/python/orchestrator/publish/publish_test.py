@@ -24,6 +24,7 @@ from orchestrator.testing import (
 from testsupport.gate import require
 
 MODEL_LOAD_S = 30 * 60
+API_KEY = "key-canary-publish-5e21"
 
 
 def _all_text(directory: Path) -> str:
@@ -106,8 +107,15 @@ def _assert_restricted(pod: k8s.V1PodSpec, scratch: set[str]) -> None:
 
 
 def test_kubernetes_manifests_load_into_the_client_models(tmp_path: Path) -> None:
-    output = publish_into(tmp_path, "--image-tag", "1.2.3", "--image-prefix", "registry.example/pp")
-    assert CANARY_TOKEN not in _all_text(output)
+    output = publish_into(
+        tmp_path,
+        "--image-tag",
+        "1.2.3",
+        "--image-prefix",
+        "registry.example/pp",
+        extra={"MOSHI_API_KEY": API_KEY},
+    )
+    assert CANARY_TOKEN not in _all_text(output) and API_KEY not in _all_text(output)
     found = _manifests(output)
     assert sorted(found) == [
         "Deployment/frontend",
@@ -135,6 +143,8 @@ def test_kubernetes_manifests_load_into_the_client_models(tmp_path: Path) -> Non
     # The token is a reference to a secret, never a value.
     assert env["HF_TOKEN"].value is None
     assert env["HF_TOKEN"].value_from.secret_key_ref.key == "HF_TOKEN"
+    assert env["MOSHI_API_KEY"].value_from.secret_key_ref.key == "MOSHI_API_KEY"
+    assert "MOSHI_ALLOWED_ORIGINS" not in env  # browsers only reach the relay
     # The non-root image can write the claim.
     assert pod.security_context.run_as_non_root and pod.security_context.fs_group == 10001
     _assert_restricted(pod, {"/tmp", "/data/certs"})
@@ -150,6 +160,8 @@ def test_kubernetes_manifests_load_into_the_client_models(tmp_path: Path) -> Non
     assert frontend_env["MOSHI_WS_URL"] == "ws://moshi-backend:8998/api/chat"
     assert frontend_env["MOSHI_PROXY"] == "true"
     assert "MOSHI_WS_URLS" not in frontend_env and "HF_TOKEN" not in frontend_env
+    (relay_key,) = (variable for variable in web.env if variable.name == "MOSHI_API_KEY")
+    assert relay_key.value is None and relay_key.value_from.secret_key_ref.optional
     assert web.readiness_probe.http_get.path == "/health"
     assert web.readiness_probe.http_get.port == 8010
     _assert_restricted(frontend.spec.template.spec, {"/tmp", "/home/app/certs"})
@@ -177,9 +189,10 @@ def test_without_a_gpu_nothing_asks_for_one(tmp_path: Path) -> None:
 
 def test_docker_compose_reads_the_compose_file_and_env_template(tmp_path: Path) -> None:
     compose = require("docker-compose", docker_compose_path)
-    output = publish_into(tmp_path, "--image-tag", "1.2.3")
+    output = publish_into(tmp_path, "--image-tag", "1.2.3", extra={"MOSHI_API_KEY": API_KEY})
     template = (output / ".env.example").read_text()
     assert "HF_TOKEN=\n" in template and CANARY_TOKEN not in template
+    assert "MOSHI_API_KEY=\n" in template and API_KEY not in _all_text(output)
     result = subprocess.run(
         [compose, "--env-file", ".env.example", "-f", "docker-compose.yml", "config"],
         cwd=output,
@@ -197,6 +210,8 @@ def test_docker_compose_reads_the_compose_file_and_env_template(tmp_path: Path) 
     assert backend["image"] == "personaplex/moshi-backend:1.2.3"
     assert frontend["image"] == "personaplex/frontend:1.2.3"
     assert backend["environment"]["HF_TOKEN"] == ""
+    # Empty in the template: no key; what .env sets reaches both services.
+    assert backend["environment"]["MOSHI_API_KEY"] == frontend["environment"]["MOSHI_API_KEY"] == ""
     (device,) = backend["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"]
     (volume,) = backend["volumes"]
