@@ -190,9 +190,12 @@ def test_a_conversation_the_server_ends_is_explained_and_not_restarted(
         )
         assert "Connect to start a new one" in voice.text("#error")
         voice.wait_state("disconnected", timeout_s=15)
+        # (A connection lost on the way to "live" on a loaded machine is retried, rightly; what
+        # must not happen is a retry after the server ended the conversation.)
+        reconnects = voice.stats()["reconnects"]
         time.sleep(frontend.config()["reconnect_delay_ms"] / 1000 + 2)
         assert voice.state == "disconnected"
-        assert voice.stats()["reconnects"] == 0
+        assert voice.stats()["reconnects"] == reconnects
         assert voice.text("#connect") == "Connect"
 
 

@@ -155,7 +155,9 @@ async def test_conversations_side_by_side_are_each_what_it_is_alone(tiny: Path) 
         reused = await converse(backend, JANE)  # slot 0 again, after Tom's conversation
         # Several conversations stepped together, not one after the other.
         steps = await bucket(backend, "moshi_step_batch_size_count")
-        assert steps > await bucket(backend, "moshi_step_batch_size_bucket", "2.0")
+        # (How many share a step depends on when frames arrive, which load on the machine
+        # shifts; that some step carried more than one does not.)
+        assert steps > await bucket(backend, "moshi_step_batch_size_bucket", "1.0")
         assert await bucket(backend, "moshi_step_seconds_count") == steps
     assert beside == alone
     assert reused == alone
