@@ -32,7 +32,8 @@ def _run(root: Path) -> subprocess.CompletedProcess[str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("PANTS_") and key not in ("GIT_COMMIT", "PIP_CONFIG_FILE")
+        if (not key.startswith("PANTS_") or key == "PANTS_LAUNCHER_PYTHON")
+        and key not in ("GIT_COMMIT", "PIP_CONFIG_FILE")
     }
     env["PANTS_LAUNCHER_CACHE"] = str(root / "cache")
     return subprocess.run(

@@ -113,6 +113,7 @@ async def test_conversations_side_by_side_are_each_what_it_is_alone(tiny: Path) 
         status, health = await backend.get_json("/health")
         assert status == 200 and health["sessions"] == {"active": 0, "capacity": 3}
         alone = await converse(backend, JANE)  # the first conversation of a fresh process
+        await backend.wait_idle(timeout_s=30)
         others = [
             {"voice_prompt": TINY_VOICE, "text_prompt": f"You are {name}.", "seed": seed}
             for name, seed in (("Tom", "1"), ("Ann", "2"))
@@ -236,6 +237,7 @@ async def test_the_moshi_engine_serves_slots_side_by_side(tmp_path: Path) -> Non
     async with backend_in_loop(engine, _KEEP_EVERY_FRAME) as backend:
         tom, ann = {"seed": "1"}, {"seed": "2"}
         alone = await converse(backend, tom)
+        await backend.wait_idle(timeout_s=30)  # its slot is freed as the server's handler ends
         together = await asyncio.gather(converse(backend, ann), converse(backend, tom))
     assert together[1] == alone and together[0] != alone
 
