@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from stack_settings.lists import split_if_text
 from stack_tls.certificates import pinned_client_context
 
 
@@ -79,9 +80,7 @@ class FrontendSettings(BaseSettings):
     @field_validator("moshi_ws_urls", "moshi_allowed_origins", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return split_if_text(value)
 
     @field_validator("moshi_ws_urls")
     @classmethod

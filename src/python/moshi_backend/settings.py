@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from moshi_protocol.origins import LOCAL_FRONTEND_ORIGINS
+from stack_settings.lists import split_if_text
 
 
 class EngineName(str, Enum):
@@ -64,9 +65,7 @@ class BackendSettings(BaseSettings):
     @field_validator("moshi_allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return split_if_text(value)
 
     @field_validator("moshi_allowed_origins")
     @classmethod

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from orchestrator.endpoints import reachable_host
 from orchestrator.settings import StackSettings, env_name
+from stack_settings.lists import comma_separated
 from stack_tls.certificates import CERT_FILE
 
 # Backend variables the orchestrator sets itself (or that configure the orchestrator, not the
@@ -64,13 +65,9 @@ def backend_variables(settings: StackSettings, environ: Mapping[str, str]) -> di
         passed["MOSHI_API_KEY"] = settings.api_key
     # The pages that connect straight to the backend are the frontend's.
     passed["MOSHI_ALLOWED_ORIGINS"] = ",".join(
-        [*frontend_origins(settings), *_listed(settings.moshi_allowed_origins or "")]
+        [*frontend_origins(settings), *comma_separated(settings.moshi_allowed_origins or "")]
     )
     return passed
-
-
-def _listed(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def frontend_origins(settings: StackSettings) -> list[str]:
