@@ -82,15 +82,23 @@ class ProcessUnderTest:
 
 @contextmanager
 def process_under_test(
-    command: Sequence[str], env: Mapping[str, str] | None = None, stop_timeout_s: float = 10.0
+    command: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    stop_timeout_s: float = 10.0,
+    *,
+    inherit_env: bool = True,
+    cwd: Path | None = None,
 ) -> Iterator[ProcessUnderTest]:
-    """Run command in its own process group; SIGTERM on exit, SIGKILL if it lingers."""
+    """Run command in its own process group; SIGTERM on exit, SIGKILL if it lingers.
+    inherit_env=False: env is the whole environment (a program as a user would start it, without
+    the test's sources on PYTHONPATH)."""
     with tempfile.NamedTemporaryFile(prefix="service-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             list(command),
-            env=subprocess_env(env or {}),
+            env=subprocess_env(env or {}) if inherit_env else dict(env or {}),
+            cwd=cwd,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestrator.publish import bare_machine
 from orchestrator.publish.deployment import BACKEND, SECRET_NAME, Deployment
 from orchestrator.publish.kubernetes import BACKEND_PODS
 
@@ -12,6 +13,10 @@ def notes(deployment: Deployment) -> str:
         "device plugin)"
         if deployment.gpu
         else "no GPU (published with MOSHI_GPU=off)"
+    )
+    copy_lines = "\n".join(
+        f"    cp -r {source} {bare_machine.DIRECTORY}/{name}"
+        for name, source in bare_machine.PACKAGED.items()
     )
     return f"""# Deploying the PersonaPlex voice stack
 
@@ -30,6 +35,21 @@ Browsers talk only to the frontend, which relays each conversation to a backend
 
 The first start downloads the model into the volume `{deployment.cache_volume}` (the same one
 `orchestrator up` uses); the frontend starts once the backend's health check passes.
+
+## A GPU box without Docker (honcho)
+
+`{bare_machine.DIRECTORY}/` runs the same two services as processes from the PEX files
+`./pants package ::` makes; the machine needs CPython 3.11 (and the NVIDIA driver for a GPU:
+the server PEX carries torch's CUDA libraries). Copy the directory and the PEX files over:
+
+{copy_lines}
+    cd {bare_machine.DIRECTORY} && cp .env.example .env   # then fill in HF_TOKEN, MOSHI_API_KEY
+    python3 {bare_machine.HONCHO_PEX} start                # or an installed `honcho start`
+
+The backend listens on 127.0.0.1 only; browsers use the frontend's relay on port
+{deployment.app_port}. Each PEX unpacks itself once (PEX_ROOT) on its first start. honcho stops
+both services when one of them exits (and on Ctrl-C or SIGTERM); to restart on failure and at
+boot, run that `start` command as a systemd service with `WorkingDirectory` set to this directory.
 
 ## Kubernetes
 

@@ -1,4 +1,5 @@
-"""`publish`: writes the compose file, its .env template, the Kubernetes manifests and NOTES.md.
+"""`publish`: writes the compose file, its .env template, the Kubernetes manifests, the
+bare-machine Procfile with its .env template, and NOTES.md.
 
 YAML comes from PyYAML's safe dumper, never from string templates: quoting is its business.
 """
@@ -10,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.publish import bare_machine
 from orchestrator.publish.compose import compose_file, env_template
 from orchestrator.publish.deployment import Deployment
 from orchestrator.publish.kubernetes import manifests
@@ -31,6 +33,8 @@ def write(deployment: Deployment, output: Path) -> list[Path]:
         output / COMPOSE_FILE: to_yaml(compose_file(deployment)),
         output / ENV_TEMPLATE: env_template(deployment),
         output / "NOTES.md": notes(deployment),
+        output / bare_machine.DIRECTORY / bare_machine.PROCFILE: bare_machine.procfile(),
+        output / bare_machine.DIRECTORY / ENV_TEMPLATE: bare_machine.env_template(deployment),
     }
     kubernetes = manifests(deployment)
     for name, manifest in kubernetes.items():
