@@ -4,6 +4,9 @@ second)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import zipfile
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -13,7 +16,7 @@ from orchestrator import events
 from orchestrator.containers.service_images import BACKEND_IMAGE, packaged_pex
 from orchestrator.endpoints import Endpoint
 from orchestrator.environments import local_backend_environment
-from orchestrator.events import Level, ResourceKind, ResourceState, StateChanged
+from orchestrator.events import Level, Progress, ResourceKind, ResourceState, StateChanged
 from orchestrator.settings import EngineChoice, GpuMode, StackSettings
 from orchestrator.stack.context import StackContext
 from orchestrator.stack.process_service import ProcessService, run_process_service
@@ -58,6 +61,20 @@ def choose_local_backend(settings: StackSettings, gpus: list[str]) -> LocalBacke
             (f"the backend runs {engine.value.upper()}{device} from the server PEX", Level.INFO)
         )
     return LocalBackendChoice(engine, from_pex, tuple(notices))
+
+
+def _unpacked(pex: Path, root: Path) -> bool:
+    """Whether pex has made its environment under root before (pex keeps it in
+    venvs/PEX_HASH/); unknown counts as not."""
+    try:
+        if pex.is_dir():
+            info = (pex / "PEX-INFO").read_text()
+        else:
+            with zipfile.ZipFile(pex) as zipped:
+                info = zipped.read("PEX-INFO").decode()
+        return (root / "venvs" / str(json.loads(info)["pex_hash"])).is_dir()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return False
 
 
 def pex_root(environ: Mapping[str, str]) -> Path:
@@ -105,10 +122,12 @@ async def _pex_service(
     root = pex_root(stack.seams.environ)
     env = local_backend_environment(s, stack.seams.environ, engine=engine, pex_root=str(root))
     env["MOSHI_SSL_DIR"] = str(stack.run_state.certs_dir)
-    await stack.say(
-        f"backend: {pex}; a first start of this PEX unpacks its environment into {root} "
-        "(minutes with torch) before /health answers"
-    )
+    await stack.say(f"backend: server PEX {pex}")
+    if not await asyncio.to_thread(_unpacked, pex, root):
+        # Nothing answers /health meanwhile: this is the stage the gate would otherwise hide.
+        await stack.hub.publish(
+            Progress(events.BACKEND, None, f"first start: unpacking the PEX into {root}")
+        )
     # Flags as the image's start.sh gives them: `ps` shows them, and they survive the PEX's
     # re-exec into its environment's interpreter, which is what the run record recognises.
     flags = ["--host", s.publish_host, "--port", str(s.moshi_port), "--engine", engine.value]
