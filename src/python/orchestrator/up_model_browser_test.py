@@ -85,6 +85,7 @@ def test_up_runs_the_model_from_the_server_pex_and_chromium_holds_a_conversation
             output = orchestrator.output()
             assert code == 130, output
             assert project_processes(project) == [], output
-        print(f"tiny checkpoint, up and a conversation in Chromium: {time.monotonic() - started:.0f} s")
+        took = time.monotonic() - started
+        print(f"tiny checkpoint, up and a conversation in Chromium: {took:.0f} s")
     finally:
         shutil.rmtree(tmp_path / "cache", ignore_errors=True)

@@ -41,7 +41,10 @@ def choose_local_backend(settings: StackSettings, gpus: list[str]) -> LocalBacke
     notices: list[tuple[str, Level]] = []
     if settings.moshi_gpu is GpuMode.ON and not gpus:
         notices.append(
-            ("MOSHI_GPU=on but no NVIDIA GPU found here; the backend runs on the CPU", Level.WARNING)
+            (
+                "MOSHI_GPU=on but no NVIDIA GPU found here; the backend runs on the CPU",
+                Level.WARNING,
+            )
         )
     engine = settings.moshi_engine
     if engine is EngineChoice.AUTO:
@@ -108,7 +111,9 @@ async def _pex_service(
 ) -> ProcessService:
     s = stack.settings
     await stack.hub.publish(
-        StateChanged(events.BACKEND, ResourceState.BUILDING, "server PEX", kind=ResourceKind.PROCESS)
+        StateChanged(
+            events.BACKEND, ResourceState.BUILDING, "server PEX", kind=ResourceKind.PROCESS
+        )
     )
     pex = await packaged_pex(
         BACKEND_IMAGE,
