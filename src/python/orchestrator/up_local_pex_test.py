@@ -1,15 +1,27 @@
 """`up --backend local` with a model engine: the server PEX that `./pants package` makes (a
 stand-in ./pants here: the real packaging is the browser test's, up_model_browser_test.py), and
-the one-line errors when there is no PEX to run."""
+the one-line errors when there is no PEX to run, and a PEX backend outliving a killed `up`."""
 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
 
-from orchestrator.testing import project_processes, run_orchestrator, stack_env, unique_project
+from orchestrator.testing import (
+    UP_LINE,
+    orchestrator_process,
+    project_processes,
+    run_orchestrator,
+    stack_env,
+    unique_project,
+)
+
+# Where Pants puts the loopback server PEX (runtime_package_dependencies) in this sandbox: a real
+# venv PEX in seconds, where the model server takes minutes (up_model_browser_test.py has it).
+LOOPBACK_PEX = "src.python.moshi_backend/server-loopback.pex"
 
 # Writes the command it was given and a "server PEX" that reports how it was started, then fails.
 _STAND_IN_PANTS = """#!/bin/sh
@@ -100,3 +112,20 @@ def test_a_model_engine_without_pants_or_a_backend_pex_is_a_one_line_error(
         "src/python/moshi_backend:server; run from the repository root, or pass --backend-pex "
         "(MOSHI_BACKEND_PEX)\n"
     ) in result.stderr
+
+
+def test_a_pex_backend_that_a_killed_up_left_is_swept_by_the_next_up(env: dict[str, str]) -> None:
+    project = env["PERSONAPLEX_PROJECT"]
+    arguments = ["up", "--backend", "local", "--engine", "loopback", "--backend-pex", LOOPBACK_PEX]
+    with orchestrator_process(arguments, env, project) as first:
+        output = first.wait_output(UP_LINE, timeout_s=180)
+        assert "first start: unpacking the PEX into" in output
+        assert first.signal_and_wait(signal.SIGKILL) == -signal.SIGKILL
+        # The PEX re-executed itself into its environment's interpreter, holding the port.
+        assert project_processes(project)
+        with orchestrator_process(arguments, env, project) as second:
+            output = second.wait_output(UP_LINE, timeout_s=180)
+            assert "stopped leftovers of a crashed run" in output
+            assert "first start: unpacking" not in output
+            assert second.signal_and_wait(signal.SIGTERM) == 143
+        assert project_processes(project) == []
