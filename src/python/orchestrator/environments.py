@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from orchestrator.endpoints import reachable_host
-from orchestrator.settings import StackSettings, env_name
+from orchestrator.settings import EngineChoice, GpuMode, StackSettings, env_name
 from stack_settings.lists import comma_separated
 from stack_tls.certificates import CERT_FILE
 
@@ -86,24 +87,46 @@ def python_path(entries: Sequence[str], source_root: str | None) -> str:
 
 
 def local_backend_environment(
-    settings: StackSettings, environ: Mapping[str, str], pythonpath: str
+    settings: StackSettings,
+    environ: Mapping[str, str],
+    *,
+    engine: EngineChoice,
+    pythonpath: str | None = None,
+    pex_root: str | None = None,
 ) -> dict[str, str]:
+    """The backend as a process on this host, running engine (never auto: the orchestrator has
+    chosen). pythonpath: for `python -m moshi_backend` from the orchestrator's own packages;
+    pex_root: for a server PEX, where it unpacks its environment."""
     # The backend is trusted with the token; it inherits the caller's environment like any
-    # locally started program, minus variables that would override the ones set here.
+    # locally started program, minus variables that would override the ones set here, and the
+    # caller's PYTHONPATH and PEX_* (a PEX would mix another environment's packages into its own).
     env = {
         key: value
         for key, value in environ.items()
-        if not key.startswith("MOSHI_") and key not in _SECRET_NAMES
+        if not key.startswith(("MOSHI_", "PEX_"))
+        and key not in _SECRET_NAMES
+        and key != "PYTHONPATH"
     }
     env.update(backend_variables(settings, environ))
+    env["MOSHI_ENGINE"] = engine.value
+    # The container's counterpart is a container without a GPU; a process sees them all.
+    if settings.moshi_gpu is GpuMode.OFF and "MOSHI_DEVICE" not in environ:
+        env["MOSHI_DEVICE"] = "cpu"
+    # The process runs in the run-state directory: a relative directory must keep its meaning.
+    for name in ("MOSHI_HF_REPO", "MOSHI_VOICE_DIR"):
+        if name in env and Path(env[name]).is_dir():
+            env[name] = str(Path(env[name]).resolve())
     env.update(
         {
             "MOSHI_HOST": settings.publish_host,
-            "PYTHONPATH": pythonpath,
             "PYTHONUNBUFFERED": "1",
             "PERSONAPLEX_PROJECT": settings.project,
         }
     )
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    if pex_root:
+        env["PEX_ROOT"] = pex_root
     return env
 
 

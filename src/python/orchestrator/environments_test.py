@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.conftest import SetVariables
@@ -11,9 +13,10 @@ from orchestrator.environments import (
     frontend_environment,
     local_backend_environment,
 )
-from orchestrator.settings import StackSettings, load_settings
+from orchestrator.settings import EngineChoice, StackSettings, load_settings
 
 TOKEN = "hf_environment_test_token"
+LOOPBACK, PERSONAPLEX = EngineChoice.LOOPBACK, EngineChoice.PERSONAPLEX
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +42,53 @@ def test_backend_gets_the_token_and_the_settings() -> None:
 
 def test_local_backend_binds_the_publish_host() -> None:
     settings = _settings(HF_TOKEN=TOKEN)
-    env = local_backend_environment(settings, {"PATH": "/bin", "MOSHI_HOST": "0.0.0.0"}, "/src")
+    caller = {"PATH": "/bin", "MOSHI_HOST": "0.0.0.0"}
+    env = local_backend_environment(settings, caller, engine=LOOPBACK, pythonpath="/src")
     assert env["MOSHI_HOST"] == "127.0.0.1" and env["PATH"] == "/bin"
     assert env["PYTHONPATH"] == "/src" and env["HF_TOKEN"] == TOKEN
+    assert env["MOSHI_ENGINE"] == "loopback" and "PEX_ROOT" not in env
+
+
+def test_a_local_server_pex_gets_its_root_and_none_of_the_callers_python_paths() -> None:
+    settings = _settings(MOSHI_ENGINE="auto")
+    caller = {
+        "PYTHONPATH": "/orchestrator/site-packages",
+        "PEX_ROOT": "/sandbox/.cache/pex_root",
+        "PEX_EXTRA_SYS_PATH": "/elsewhere",
+        "HF_HOME": "/home/user/hf",  # the user's own model cache, as any program of theirs
+    }
+    env = local_backend_environment(settings, caller, engine=PERSONAPLEX, pex_root="/cache/pex")
+    assert env["PEX_ROOT"] == "/cache/pex" and env["HF_HOME"] == "/home/user/hf"
+    assert "PYTHONPATH" not in env and "PEX_EXTRA_SYS_PATH" not in env
+    # The orchestrator's choice, not the server's own auto.
+    assert env["MOSHI_ENGINE"] == "personaplex"
+
+
+def test_gpu_off_puts_a_local_backend_on_the_cpu_unless_a_device_is_named() -> None:
+    off = _settings(MOSHI_GPU="off")
+    assert local_backend_environment(off, {}, engine=PERSONAPLEX)["MOSHI_DEVICE"] == "cpu"
+    named = local_backend_environment(off, {"MOSHI_DEVICE": "cuda"}, engine=PERSONAPLEX)
+    assert named["MOSHI_DEVICE"] == "cuda"
+    for mode in ("auto", "on"):
+        on = _settings(MOSHI_GPU=mode)
+        assert "MOSHI_DEVICE" not in local_backend_environment(on, {}, engine=PERSONAPLEX)
+    # A container with --gpu off simply has no GPU: its configuration stays as it was.
+    assert "MOSHI_DEVICE" not in container_environment(off, {})
+
+
+def test_a_local_backend_gets_relative_directories_as_absolute_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tiny" / "voices").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    settings = _settings(MOSHI_HF_REPO="tiny")
+    caller = {"MOSHI_VOICE_DIR": "tiny/voices"}
+    env = local_backend_environment(settings, caller, engine=PERSONAPLEX)
+    # It runs in the run-state directory, where "tiny" would name nothing.
+    assert env["MOSHI_HF_REPO"] == str(tmp_path / "tiny")
+    assert env["MOSHI_VOICE_DIR"] == str(tmp_path / "tiny" / "voices")
+    hub = local_backend_environment(_settings(MOSHI_HF_REPO="nvidia/x"), {}, engine=PERSONAPLEX)
+    assert hub["MOSHI_HF_REPO"] == "nvidia/x"
 
 
 def test_frontend_never_gets_the_token() -> None:

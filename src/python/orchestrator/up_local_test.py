@@ -26,8 +26,13 @@ from testsupport.polling import http_status
 @pytest.fixture
 def local_env(tmp_path: Path) -> tuple[str, dict[str, str]]:
     project = unique_project()
-    # A socket nobody listens on: `up` must find no Docker engine and run the backend locally.
-    env = stack_env(tmp_path, project, {"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    # A socket nobody listens on: `up` must find no Docker engine and run the backend locally;
+    # the loopback engine even on a machine with a GPU, where auto would run the model's PEX.
+    env = stack_env(
+        tmp_path,
+        project,
+        {"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "MOSHI_ENGINE": "loopback"},
+    )
     return project, env
 
 

@@ -1,5 +1,6 @@
 """The backend of `up`: a container when a Docker engine answers (built from its Dockerfile, the
-model-cache volume mounted, a GPU when the engine has one), otherwise a local process."""
+model-cache volume mounted, a GPU when the engine has one), otherwise a local process
+(stack/local_backend.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from orchestrator.containers.service_images import (
     require_base_image,
 )
 from orchestrator.endpoints import Endpoint
-from orchestrator.environments import container_environment, local_backend_environment
+from orchestrator.environments import container_environment
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import Level
 from orchestrator.settings import BackendMode, EngineChoice, GpuMode
@@ -27,7 +28,7 @@ from orchestrator.stack.container_service import (
     start_container,
 )
 from orchestrator.stack.context import StackContext
-from orchestrator.stack.process_service import ProcessService, run_process_service
+from orchestrator.stack.local_backend import start_local_backend
 from orchestrator.stack.tls import container_tls
 
 
@@ -57,17 +58,7 @@ async def start_backend(
             await stack.say(
                 f"no Docker engine answers ({reason}); the backend runs as a local process"
             )
-    return await _start_local(stack, owned), None
-
-
-async def _start_local(stack: StackContext, owned: AsyncExitStack) -> Endpoint:
-    s = stack.settings
-    env = local_backend_environment(s, stack.seams.environ, stack.pythonpath())
-    env["MOSHI_SSL_DIR"] = str(stack.run_state.certs_dir)
-    endpoint = Endpoint(s.publish_host, s.moshi_port, stack.scheme)
-    service = ProcessService(stack, events.BACKEND, "moshi_backend", env, endpoint)
-    await run_process_service(stack, owned, service)
-    return endpoint
+    return await start_local_backend(stack, owned), None
 
 
 async def _start_container(

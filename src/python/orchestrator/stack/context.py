@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from orchestrator.environments import python_path
 from orchestrator.events import Level, Notice
 from orchestrator.health.probe import HealthProbe, HttpProbe
 from orchestrator.hub import EventHub
+from orchestrator.nvidia_gpus import find_nvidia_gpus
 from orchestrator.processes.local_process import LocalLauncher, ProcessLauncher
 from orchestrator.processes.run_state import RunRecord, RunState
 from orchestrator.settings import StackSettings
@@ -34,7 +35,11 @@ class Seams:
     probe: HealthProbe | None = None
     connect_docker: DockerConnector = connect_docker
     launcher: ProcessLauncher | None = None  # default: LocalLauncher on the stack's hub
+    # The interpreter of the service processes, a server PEX's included (CPython 3.11 like
+    # this one).
     python: str = sys.executable
+    # Lines naming this machine's NVIDIA GPUs; none: [].
+    nvidia_gpus: Callable[[], Awaitable[list[str]]] = find_nvidia_gpus
     # What this interpreter imports from (a PEX's or a sandbox's paths), for the children.
     import_paths: Sequence[str] = field(default_factory=lambda: list(sys.path))
 

@@ -46,7 +46,7 @@ async def start_frontend(
         certs_dir=str(stack.run_state.certs_dir),
     )
     endpoint = Endpoint(reachable_host(s.app_host), s.app_port, stack.scheme)
-    service = ProcessService(stack, events.FRONTEND, "frontend", env, endpoint, answers_200)
+    service = ProcessService(stack, events.FRONTEND, ["-m", "frontend"], env, endpoint, answers_200)
     await run_process_service(stack, owned, service)
 
 

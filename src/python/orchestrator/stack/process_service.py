@@ -3,7 +3,7 @@ same environment, gated on health like the first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 
 from orchestrator.endpoints import Endpoint
@@ -26,14 +26,19 @@ class ProcessService:
         self,
         stack: StackContext,
         service: str,
-        module: str,
+        arguments: Sequence[str],
         env: Mapping[str, str],
         endpoint: Endpoint,
         ready: Callable[[HealthAnswer], bool] | None = None,
+        recorded: Sequence[str] | None = None,
     ) -> None:
         self._stack = stack
         self.name = service
-        self._module = module
+        # The interpreter's: `-m SERVICE`, or a PEX directory and its flags.
+        self._arguments = list(arguments)
+        # What of the command line the run record recognises the process by: the part that a
+        # process re-executing itself (a venv PEX) keeps. Default: all of it.
+        self._recorded = " ".join(self._arguments if recorded is None else recorded)
         self._env = env
         self._endpoint = endpoint
         self._ready = ready
@@ -59,13 +64,13 @@ class ProcessService:
 
     async def _spawn(self) -> RunningProcess:
         stack = self._stack
-        argv = [stack.seams.python, "-m", self._module]
+        argv = [stack.seams.python, *self._arguments]
         spec = ProcessSpec(self.name, argv, self._env, cwd=stack.run_state.directory)
         process = await stack.launcher.start(spec)
         # A restart replaces the service's process: `down` and the next `up` find the new one.
         stack.record.processes = [p for p in stack.record.processes if p.service != self.name]
         stack.record.processes.append(
-            ProcessRecord.of(self.name, process.pid, process.pgid, f"-m {self._module}")
+            ProcessRecord.of(self.name, process.pid, process.pgid, self._recorded)
         )
         stack.save_record()
         return process
