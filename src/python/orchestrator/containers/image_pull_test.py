@@ -146,18 +146,19 @@ async def test_a_pull_from_a_closed_port_says_no_registry_answers(
     assert "--moshi-base-image (MOSHI_BASE_IMAGE)" in message and "\n" not in message
 
 
+async def _failure(client: docker.DockerClient, hub: EventHub, image: str) -> str:
+    with pytest.raises(PullFailed) as raised:
+        await pull_image(client, hub, image, timeout_s=_TIMEOUT_S)
+    return raised.value.message
+
+
 async def test_an_unknown_tag_says_the_registry_has_no_such_image(
     docker_client: docker.DockerClient, served_image: RegistryImage, watched: Watched
 ) -> None:
     async with serving_registry({"personaplex-test/tiny:1": served_image}) as registry:
-        with pytest.raises(PullFailed) as raised:
-            await pull_image(
-                docker_client,
-                watched.hub,
-                f"{registry}/personaplex-test/tiny:no-such-tag",
-                timeout_s=_TIMEOUT_S,
-            )
-    assert raised.value.message == f"{registry} has no such image or tag"
+        image = f"{registry}/personaplex-test/tiny:no-such-tag"
+        message = await _failure(docker_client, watched.hub, image)
+    assert message == f"{registry} has no such image or tag"
 
 
 async def test_a_registry_that_wants_credentials_says_so(
@@ -165,14 +166,9 @@ async def test_a_registry_that_wants_credentials_says_so(
 ) -> None:
     images = {"personaplex-test/private:1": served_image}
     async with serving_registry(images, private=["personaplex-test/private"]) as registry:
-        with pytest.raises(PullFailed) as raised:
-            await pull_image(
-                docker_client,
-                watched.hub,
-                f"{registry}/personaplex-test/private:1",
-                timeout_s=_TIMEOUT_S,
-            )
-    assert raised.value.message == (
+        image = f"{registry}/personaplex-test/private:1"
+        message = await _failure(docker_client, watched.hub, image)
+    assert message == (
         f"{registry} refused access: the repository does not exist or needs "
         f"`docker login {registry}`"
     )
