@@ -22,7 +22,7 @@ from orchestrator.settings import EngineChoice, StackSettings
 
 _PACKAGE_TIMEOUT_S = 1800.0
 _BUILD_TIMEOUT_S = 1800.0
-# A CUDA-capable base is hundreds of MB (several GB for a framework image) on a slow line.
+# A base given by MOSHI_BASE_IMAGE may be a CUDA framework image of several GB on a slow line.
 _PULL_TIMEOUT_S = 3600.0
 
 
