@@ -43,6 +43,8 @@ def test_image_is_labelled_and_declares_its_model_cache(
     assert env["HF_HOME"] == _MODEL_CACHE and set(config["Volumes"]) == {_MODEL_CACHE}
     assert config["User"] == "moshi"
     assert not {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} & env.keys()
+    # The base has no C compiler, which torch.compile's GPU backend needs (the Dockerfile).
+    assert env["NO_TORCH_COMPILE"] == "1"
 
 
 def test_container_serves_health_and_chat(

@@ -74,9 +74,8 @@ class StackSettings(BaseSettings):
     moshi_engine: EngineChoice = EngineChoice.AUTO
     # None: the engine's own repository (nvidia/personaplex-7b-v1 or kyutai/moshiko-pytorch-bf16).
     moshi_hf_repo: str | None = Field(default=None, min_length=1)
-    moshi_base_image: str = Field(
-        default="pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime", min_length=1
-    )
+    # The Dockerfile's default: the virtualenv brings torch's own CUDA libraries.
+    moshi_base_image: str = Field(default="python:3.11-slim-bookworm", min_length=1)
     frontend_base_image: str = Field(default="python:3.11-slim", min_length=1)
     hf_cache_volume: str = Field(default="hf-model-cache-scenario6", min_length=1)
     hf_token: SecretStr | None = None

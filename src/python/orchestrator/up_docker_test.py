@@ -212,8 +212,9 @@ def test_unavailable_base_image_falls_back_to_a_local_process(stack: DockerStack
     stack.env["MOSHI_BASE_IMAGE"] = missing
     with orchestrator_process(["up"], stack.env, stack.project) as orchestrator:
         output = orchestrator.wait_output(UP_LINE)
-        lines = [line for line in output.splitlines() if missing in line]
+        lines = [line for line in output.splitlines() if "cannot be pulled" in line]
         assert len(lines) == 1, output
+        assert missing in lines[0] and "no registry answers at 127.0.0.1:9" in lines[0]
         assert "--moshi-base-image" in lines[0] and "local process" in lines[0]
         assert "moshi-backend: starting (local process)" in output
         assert stack.containers() == []

@@ -17,6 +17,19 @@ _CONNECTION_REASONS = {
 # The engine's answer to a GPU request without the NVIDIA runtime.
 _NO_GPU_DRIVER = "could not select device driver"
 _PORT_TAKEN = ("port is already allocated", "address already in use")
+# How the engine words a failed pull (its own text, or the registry's error code after it).
+_UNREACHABLE = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "network is unreachable",
+    "no route to host",
+    "Client.Timeout exceeded",
+    "TLS handshake timeout",
+    "proxyconnect",
+)
+_UNKNOWN_IMAGE = ("manifest unknown", "not found", "name unknown")
+_REFUSED = ("pull access denied", "unauthorized", "authentication required", "denied")
 
 
 class NoGpuDriver(Exception):
@@ -46,3 +59,21 @@ def start_failure(
             f"port {port} on {host} is in use; choose another with {port_option}"
         )
     return OrchestratorError(f"cannot start the {service} container: {explanation}")
+
+
+def pull_reason(explanation: str, registry: str) -> str:
+    """The gist of why a pull from registry failed, in one line."""
+    text = " ".join(explanation.split())
+    # Access is tested first: Docker Hub answers "pull access denied" for a repository that
+    # does not exist, and its text then also says "does not exist".
+    if any(refused in text for refused in _REFUSED):
+        return (
+            f"{registry} refused access: the repository does not exist or needs "
+            f"`docker login {registry}`"
+        )
+    for needle in _UNREACHABLE:
+        if needle in text:
+            return f"no registry answers at {registry} ({needle})"
+    if any(unknown in text for unknown in _UNKNOWN_IMAGE):
+        return f"{registry} has no such image or tag"
+    return text[:200] or "unknown error"

@@ -21,6 +21,7 @@ from docker.models.containers import Container
 from orchestrator.containers.container_spec import ContainerSpec, create_and_start
 from orchestrator.containers.docker_errors import NoGpuDriver
 from orchestrator.containers.image_build import build_image
+from orchestrator.containers.image_pull import pull_image
 from orchestrator.containers.labels import (
     LABEL_HASH,
     LABEL_PERSISTENT,
@@ -62,20 +63,19 @@ class DockerEngine:
         info = await asyncio.to_thread(self.client.info)
         return "nvidia" in (info.get("Runtimes") or {})
 
-    async def base_image_available(self, image: str) -> bool:
-        def probe() -> bool:
+    async def ensure_image(self, image: str, *, timeout_s: float) -> None:
+        """Nothing when the engine has image; otherwise a pull, its progress streamed into
+        the hub. PullFailed with the reason in one line."""
+
+        def present() -> bool:
             try:
                 self.client.images.get(image)
-                return True
             except docker.errors.ImageNotFound:
-                pass
-            try:
-                self.client.images.pull(image)
-            except docker.errors.DockerException:
                 return False
             return True
 
-        return await asyncio.to_thread(probe)
+        if not await asyncio.to_thread(present):
+            await pull_image(self.client, self.hub, image, timeout_s=timeout_s)
 
     async def build(
         self,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orchestrator import events
 from orchestrator.containers.engine import BaseImageUnavailable, DockerEngine
+from orchestrator.containers.image_pull import PullFailed
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import Progress
 from orchestrator.hub import EventHub
@@ -21,6 +22,8 @@ from orchestrator.settings import EngineChoice, StackSettings
 
 _PACKAGE_TIMEOUT_S = 1800.0
 _BUILD_TIMEOUT_S = 1800.0
+# A base given by MOSHI_BASE_IMAGE may be a CUDA framework image of several GB on a slow line.
+_PULL_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -181,12 +184,15 @@ def assemble_context(repo_root: Path, recipe: ImageRecipe, pex: Path, directory:
 async def require_base_image(
     engine: DockerEngine, recipe: ImageRecipe, base_image: str, consequence: str = ""
 ) -> None:
-    """BaseImageUnavailable, naming the option that picks another, unless the base is there."""
-    if not await engine.base_image_available(base_image):
+    """BaseImageUnavailable, naming why and the option that picks another, unless the base is
+    there or could be pulled."""
+    try:
+        await engine.ensure_image(base_image, timeout_s=_PULL_TIMEOUT_S)
+    except PullFailed as error:
         raise BaseImageUnavailable(
-            f"base image {base_image} is not present and cannot be pulled; pass a local "
-            f"one with {recipe.base_image_option}{consequence}"
-        )
+            f"base image {base_image} is not present and cannot be pulled ({error.message}); "
+            f"pass a local one with {recipe.base_image_option}{consequence}"
+        ) from error
 
 
 async def build_service_image(
