@@ -10,7 +10,13 @@ from typing import Any
 from orchestrator import events
 from orchestrator.publish.deployment import DEFAULT_IMAGE_PREFIX
 from orchestrator.secret_store import KNOWN_SECRETS
-from orchestrator.settings import CONFIG_FILE_VARIABLE, BackendMode, EngineChoice, GpuMode
+from orchestrator.settings import (
+    CONFIG_FILE_VARIABLE,
+    BackendMode,
+    EngineChoice,
+    GpuMode,
+    QuantizeMode,
+)
 
 EPILOG = """\
 Every option can also come from an environment variable (shown in brackets) or a TOML config
@@ -80,6 +86,12 @@ def _settings_options() -> argparse.ArgumentParser:
         dest="moshi_cpu_offload",
         action=argparse.BooleanOptionalAction,
         help="[MOSHI_CPU_OFFLOAD]",
+    )
+    add(
+        "--quantize",
+        dest="moshi_quantize",
+        choices=[q.value for q in QuantizeMode],
+        help="the LM's weights: bf16 as published, int8 or fp8 (half the memory) [MOSHI_QUANTIZE]",
     )
     add(
         "--persistent",

@@ -34,8 +34,10 @@ def test_flags_and_config_file_reach_the_configuration(
     config = tmp_path / "stack.toml"
     config.write_text('moshi_base_image = "local/base:1"\nAPP_PORT = 9300\n')
     monkeypatch.setenv("APP_PORT", "9400")
-    assert main(["config", "--config", str(config), "--gpu", "off", "--no-persistent"]) == 0
+    arguments = ["--gpu", "off", "--no-persistent", "--quantize", "int8"]
+    assert main(["config", "--config", str(config), *arguments]) == 0
     rows = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert rows["MOSHI_QUANTIZE"] == "int8"
     assert rows["MOSHI_BASE_IMAGE"] == "local/base:1"
     assert rows["APP_PORT"] == "9400"
     assert rows["MOSHI_GPU"] == "off" and rows["MOSHI_PERSISTENT"] == "false"

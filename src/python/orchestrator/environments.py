@@ -55,6 +55,7 @@ def backend_variables(settings: StackSettings, environ: Mapping[str, str]) -> di
             "MOSHI_PORT": str(settings.moshi_port),
             "MOSHI_USE_SSL": _flag(settings.moshi_use_ssl),
             "MOSHI_CPU_OFFLOAD": _flag(settings.moshi_cpu_offload),
+            "MOSHI_QUANTIZE": settings.moshi_quantize.value,
             "MOSHI_ENGINE": settings.moshi_engine.value,
         }
     )

@@ -40,6 +40,13 @@ def test_backend_gets_the_token_and_the_settings() -> None:
     assert "MOSHI_GPU" not in env and "UNRELATED" not in env
 
 
+def test_quantize_mode_reaches_the_backend() -> None:
+    assert backend_variables(_settings(), {})["MOSHI_QUANTIZE"] == "none"
+    # The orchestrator's setting, not a stray variable of the caller's, decides.
+    env = backend_variables(_settings(MOSHI_QUANTIZE="fp8"), {"MOSHI_QUANTIZE": "int8"})
+    assert env["MOSHI_QUANTIZE"] == "fp8"
+
+
 def test_local_backend_binds_the_publish_host() -> None:
     settings = _settings(HF_TOKEN=TOKEN)
     caller = {"PATH": "/bin", "MOSHI_HOST": "0.0.0.0"}

@@ -52,6 +52,14 @@ class EngineChoice(str, Enum):
     LOOPBACK = "loopback"
 
 
+class QuantizeMode(str, Enum):
+    """How the model engine stores the LM's weights (the backend's MOSHI_QUANTIZE)."""
+
+    NONE = "none"
+    INT8 = "int8"
+    FP8 = "fp8"
+
+
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True,
@@ -70,6 +78,7 @@ class StackSettings(BaseSettings):
     app_host: str = Field(default="127.0.0.1", min_length=1)
     moshi_use_ssl: bool = False
     moshi_cpu_offload: bool = False
+    moshi_quantize: QuantizeMode = QuantizeMode.NONE
     moshi_gpu: GpuMode = GpuMode.AUTO
     moshi_engine: EngineChoice = EngineChoice.AUTO
     # None: the engine's own repository (nvidia/personaplex-7b-v1 or kyutai/moshiko-pytorch-bf16).

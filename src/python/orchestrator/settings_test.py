@@ -77,6 +77,7 @@ def test_bad_config_file_is_one_clear_error(
     [
         ({"MOSHI_PORT": "70000"}, "MOSHI_PORT"),
         ({"MOSHI_GPU": "maybe"}, "MOSHI_GPU"),
+        ({"MOSHI_QUANTIZE": "int4"}, "MOSHI_QUANTIZE"),
         ({"PERSONAPLEX_PROJECT": "Bad Name"}, "PERSONAPLEX_PROJECT"),
         ({"PERSONAPLEX_HEALTH_TIMEOUT_S": "0"}, "PERSONAPLEX_HEALTH_TIMEOUT_S"),
     ],
