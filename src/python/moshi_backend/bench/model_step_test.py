@@ -24,7 +24,9 @@ def test_a_column_per_quantization_mode(capsys: pytest.CaptureFixture[str]) -> N
     assert model_step.main([*_TINY, "--batches", "1", "--quantize", "none,int8,fp8"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in lines[2:5]]
-    assert [row[:4] for row in rows] == [["1", "off", mode, "3"] for mode in ("none", "int8", "fp8")]
+    assert [row[:4] for row in rows] == [
+        ["1", "off", mode, "3"] for mode in ("none", "int8", "fp8")
+    ]
     table = lines.index("by MOSHI_QUANTIZE (graphs off): p50 ms per step / peak GiB")
     assert lines[table + 1].split() == [
         "batch", "none", "ms", "none", "GiB", "int8", "ms", "int8", "GiB", "fp8", "ms", "fp8", "GiB"
