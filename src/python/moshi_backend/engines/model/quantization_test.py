@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,10 +42,9 @@ from moshi_backend.engines.model.testing_checkpoints import (
     write_tiny_repository,
 )
 from moshi_backend.engines.model.weights import build_lm, build_mimi, lm_parameter_bytes
-from moshi_backend.testing import backend_in_loop, ogg_pages
+from moshi_backend.testing import backend_in_loop, speak_and_listen
 from moshi_protocol.client import ChatClient
-from moshi_protocol.messages import FRAME_SAMPLES, MessageKind
-from moshi_protocol.opus import OpusFrameDecoder, Pcm
+from moshi_protocol.messages import FRAME_SAMPLES
 
 CPU = torch.device("cpu")
 STORED = {INT8: torch.int8, FP8: torch.float8_e4m3fn}
@@ -228,21 +226,9 @@ async def test_a_conversation_through_the_engine_with_quantized_weights(
         query = {"voice_prompt": TINY_VOICE, "text_prompt": "You are Jane.", "seed": "5"}
         async with ChatClient.connect(backend.chat_url, query) as client:
             await client.handshake(timeout_s=120)
-
-            async def speak() -> None:  # at the pace of a live microphone
-                for page in ogg_pages(voice_audio(seconds=2.0, pitch_hz=150.0)):
-                    await client.send_audio(page)
-                    await asyncio.sleep(0.08)
-
-            speaking = asyncio.create_task(speak())
-            decoder, received, text = OpusFrameDecoder(), list[Pcm](), list[str]()
-            while sum(frame.size for frame in received) < 6 * FRAME_SAMPLES or not text:
-                message = await client.receive(timeout_s=30)
-                if message.kind is MessageKind.AUDIO:
-                    received += decoder.feed(message.payload)
-                elif message.kind is MessageKind.TEXT:
-                    text.append(message.text)
-            await speaking
+            speech = voice_audio(seconds=2.0, pitch_hz=150.0)
+            received, text = await speak_and_listen(client, speech, frames=6)
+        assert text and all(piece for piece in text)
         audio = np.concatenate(received)
         assert float(np.sqrt(np.mean(audio**2))) > 1e-3
         await backend.wait_idle(timeout_s=30)
