@@ -216,13 +216,12 @@ def test_a_mode_this_machine_cannot_run_is_one_line_naming_what_it_can(
         check_mode("int4", CPU)
 
 
-@pytest.mark.parametrize("mode", [INT8, FP8])
-async def test_a_conversation_through_the_engine_with_quantized_weights(
-    tiny: Path, mode: str
-) -> None:
+@pytest.mark.parametrize("mode", [NONE, INT8, FP8])
+async def test_a_conversation_through_the_engine_in_each_mode(tiny: Path, mode: str) -> None:
     async with backend_in_loop(cpu_engine(tiny, quantize=mode)) as backend:
         status, health = await backend.get_json("/health")
-        assert status == 200 and f"{mode} weights" in str(health["model"])
+        weights = "" if mode == NONE else f", {mode} weights"
+        assert status == 200 and str(health["model"]).endswith(f"audio card 2048{weights})")
         query = {"voice_prompt": TINY_VOICE, "text_prompt": "You are Jane.", "seed": "5"}
         async with ChatClient.connect(backend.chat_url, query) as client:
             await client.handshake(timeout_s=120)
