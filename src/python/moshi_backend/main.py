@@ -18,7 +18,7 @@ from moshi_backend.access_log import QuietPollsAccessLogger
 from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.selection import create_engine
 from moshi_backend.server import ChatServer, ServerOptions
-from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName
+from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName, QuantizeChoice
 from moshi_protocol.privacy import redact_logging_handlers
 from stack_settings.report import report_invalid_settings
 from stack_telemetry.otel import setup_telemetry
@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="keep the layers that do not fit the GPU on the CPU (MOSHI_CPU_OFFLOAD)",
+    )
+    add(
+        "--quantize",
+        dest="moshi_quantize",
+        choices=[q.value for q in QuantizeChoice],
+        help="the LM's weights in int8 or fp8 (MOSHI_QUANTIZE, default none)",
     )
     add(
         "--loopback-delay-ms",

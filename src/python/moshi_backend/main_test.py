@@ -63,6 +63,7 @@ def test_ssl_generates_a_self_signed_pair_and_serves_https(tmp_path: Path) -> No
         ([], {"MOSHI_LOOPBACK_DELAY_MS": "-5"}, 2, "invalid MOSHI_LOOPBACK_DELAY_MS"),
         (["--engine", "personaplex"], {}, 1, "no model engines"),
         (["--engine", "gpt"], {}, 2, "invalid choice: 'gpt'"),
+        (["--quantize", "int4"], {}, 2, "invalid choice: 'int4'"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(

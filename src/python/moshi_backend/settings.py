@@ -26,6 +26,12 @@ class DeviceChoice(str, Enum):
     CPU = "cpu"
 
 
+class QuantizeChoice(str, Enum):
+    NONE = "none"
+    INT8 = "int8"
+    FP8 = "fp8"
+
+
 class BackendSettings(BaseSettings):
     """One object per process, built in main(); never at import time."""
 
@@ -37,6 +43,8 @@ class BackendSettings(BaseSettings):
     moshi_use_ssl: bool = False
     moshi_ssl_dir: Path = Path("certs")
     moshi_cpu_offload: bool = False
+    # The LM's Linear weights in 8 bits (about half the GPU memory of bf16); Mimi stays as it is.
+    moshi_quantize: QuantizeChoice = QuantizeChoice.NONE
     # A model hub id or a directory holding the same files; unset: the engine's own repository.
     moshi_hf_repo: str | None = None
     moshi_device: DeviceChoice = DeviceChoice.AUTO

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from moshi_backend.settings import BackendSettings, EngineName
+from moshi_backend.settings import BackendSettings, EngineName, QuantizeChoice
 
 
 def test_defaults_match_the_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,12 +40,20 @@ def test_reads_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MOSHI_IDLE_TIMEOUT_S", "-1"),
         ("MOSHI_IDLE_TIMEOUT_S", "soon"),
         ("MOSHI_MAX_CONVERSATION_S", "-5"),
+        ("MOSHI_QUANTIZE", "int4"),
     ],
 )
 def test_rejects_bad_values(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
         BackendSettings()
+
+
+def test_quantize_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MOSHI_QUANTIZE", raising=False)
+    assert BackendSettings().moshi_quantize is QuantizeChoice.NONE
+    monkeypatch.setenv("MOSHI_QUANTIZE", "fp8")
+    assert BackendSettings().moshi_quantize is QuantizeChoice.FP8
 
 
 def test_conversation_limits(monkeypatch: pytest.MonkeyPatch) -> None:

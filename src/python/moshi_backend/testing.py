@@ -23,7 +23,7 @@ from moshi_backend.engines.base import Engine
 from moshi_backend.server import ChatServer, ServerOptions
 from moshi_protocol.client import ChatClient
 from moshi_protocol.messages import FRAME_SAMPLES, SAMPLE_RATE, MessageKind
-from moshi_protocol.opus import OpusEncoder, Pcm
+from moshi_protocol.opus import OpusEncoder, OpusFrameDecoder, Pcm
 
 
 @dataclass
@@ -125,3 +125,29 @@ async def echo_once(chat_url: str, ssl_context: ssl.SSLContext | None = None) ->
             await client.send_audio(page)
         while (await client.receive()).kind is not MessageKind.AUDIO:
             pass
+
+
+async def speak_and_listen(
+    client: ChatClient, speech: Pcm, frames: int, timeout_s: float = 30
+) -> tuple[list[Pcm], list[str]]:
+    """Send speech at the pace of a live microphone and receive until at least frames of the
+    model's audio and one text piece came back (timeout_s at most for each message)."""
+
+    async def speak() -> None:
+        for page in ogg_pages(speech):
+            await client.send_audio(page)
+            await asyncio.sleep(0.08)
+
+    speaking = asyncio.create_task(speak())
+    decoder, received, text = OpusFrameDecoder(), list[Pcm](), list[str]()
+    try:
+        while sum(frame.size for frame in received) < frames * FRAME_SAMPLES or not text:
+            message = await client.receive(timeout_s=timeout_s)
+            if message.kind is MessageKind.AUDIO:
+                received += decoder.feed(message.payload)
+            elif message.kind is MessageKind.TEXT:
+                text.append(message.text)
+        await speaking
+    finally:
+        speaking.cancel()
+    return received, text

@@ -28,7 +28,11 @@ _MIMI_STATE_ITEMSIZE = 4  # Mimi runs in float32 on every device
 
 
 def slot_state_bytes(architecture: Architecture, dtype: torch.dtype) -> int:
-    """Device memory that one conversation slot keeps, computed from the configuration."""
+    """Device memory that one conversation slot keeps, computed from the configuration.
+
+    The same with MOSHI_QUANTIZE: moshi keeps a quantized model's KV cache in float16, as many
+    bytes as bfloat16.
+    """
     lm = architecture.lm
     itemsize = torch.empty((), dtype=dtype).element_size()
     kv_width = int(lm["dim"]) // int(lm.get("kv_repeat", 1))
@@ -62,11 +66,13 @@ class SlotPlan:
     slot_bytes: int
     free_bytes: int
     where: str
+    quantize: str = "none"
 
     def describe(self) -> str:
         return (
             f"{self.slots} conversation slot(s) on {self.where}: weights "
-            f"{self.weights_bytes / GIB:.1f} GiB + {self.slots} x {self.slot_bytes / GIB:.2f} GiB "
+            f"{self.weights_bytes / GIB:.1f} GiB (MOSHI_QUANTIZE={self.quantize}) + "
+            f"{self.slots} x {self.slot_bytes / GIB:.2f} GiB "
             f"per-slot state + {HEADROOM_BYTES / GIB:.0f} GiB headroom, "
             f"{self.free_bytes / GIB:.1f} GiB free"
         )
@@ -78,22 +84,29 @@ def plan_slots(
     slot_bytes: int,
     free_bytes: int,
     where: str,
+    quantize: str = "none",
     cap: int = DEFAULT_SLOT_CAP,
 ) -> SlotPlan:
-    """The slot count for a GPU; EngineError (before any weight is loaded) when it cannot fit."""
+    """The slot count for a GPU; EngineError (before any weight is loaded) when it cannot fit.
+
+    weights_bytes is what the MOSHI_QUANTIZE mode stores (weights.lm_parameter_bytes); a slot's
+    state is the same in every mode.
+    """
     room = free_bytes - weights_bytes - HEADROOM_BYTES
     fitting = max(room // slot_bytes, 0)
     if requested is None and fitting >= 1:
-        return SlotPlan(min(fitting, cap), weights_bytes, slot_bytes, free_bytes, where)
+        slots = min(fitting, cap)
+        return SlotPlan(slots, weights_bytes, slot_bytes, free_bytes, where, quantize)
     wanted = requested or 1
     if wanted > fitting:
         need = weights_bytes + wanted * slot_bytes + HEADROOM_BYTES
         raise EngineError(
             f"not enough GPU memory on {where} for {wanted} conversation slot(s): they need about "
-            f"{need / GIB:.1f} GiB (weights {weights_bytes / GIB:.1f} GiB + {slot_bytes / GIB:.2f}"
+            f"{need / GIB:.1f} GiB (weights {weights_bytes / GIB:.1f} GiB with MOSHI_QUANTIZE="
+            f"{quantize} + {slot_bytes / GIB:.2f}"
             f" GiB per slot + {HEADROOM_BYTES / GIB:.0f} GiB headroom), {free_bytes / GIB:.1f} GiB "
             f"are free, room for {fitting}. Set MOSHI_MAX_SESSIONS={max(fitting, 1)} or lower, "
             "MOSHI_CPU_OFFLOAD=true to keep part of the layers in CPU memory (slower), free the "
             "GPU, or use one with more memory"
         )
-    return SlotPlan(wanted, weights_bytes, slot_bytes, free_bytes, where)
+    return SlotPlan(wanted, weights_bytes, slot_bytes, free_bytes, where, quantize)

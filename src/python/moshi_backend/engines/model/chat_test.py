@@ -18,10 +18,9 @@ from moshi_backend.engines.model.testing_checkpoints import (
     voice_audio,
     write_tiny_repository,
 )
-from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages
+from moshi_backend.testing import BackendInLoop, backend_in_loop, ogg_pages, speak_and_listen
 from moshi_protocol.client import ChatClient, ChatClosed
-from moshi_protocol.messages import FRAME_SAMPLES, CloseCode, MessageKind
-from moshi_protocol.opus import OpusFrameDecoder, Pcm
+from moshi_protocol.messages import CloseCode, MessageKind
 from testsupport.processes import free_port, process_under_test, python_module_command
 
 
@@ -57,22 +56,8 @@ async def test_persona_conversation_over_the_websocket(tiny: Path) -> None:
             assert phases[0] is Phase.VOICE and phases[-7] is Phase.TEXT
             assert phases[-6:] == [Phase.SILENCE] * 6
             speech = voice_audio(seconds=2.0, pitch_hz=150.0)
-
-            async def speak() -> None:  # at the pace of a live microphone
-                for page in ogg_pages(speech):
-                    await client.send_audio(page)
-                    await asyncio.sleep(0.08)
-
-            speaking = asyncio.create_task(speak())
-            decoder, received, text = OpusFrameDecoder(), list[Pcm](), list[str]()
             # A CPU runs even this toy model slower than real time: some input is dropped.
-            while sum(frame.size for frame in received) < 6 * FRAME_SAMPLES or not text:
-                message = await client.receive(timeout_s=30)
-                if message.kind is MessageKind.AUDIO:
-                    received += decoder.feed(message.payload)
-                elif message.kind is MessageKind.TEXT:
-                    text.append(message.text)
-            await speaking
+            received, text = await speak_and_listen(client, speech, frames=6)
         assert all(piece for piece in text)  # the model's own words, as UTF-8 pieces
         audio = np.concatenate(received)
         assert float(np.sqrt(np.mean(audio**2))) > 1e-3  # the model speaks (noise, at this size)

@@ -36,6 +36,7 @@ def check_memory(
     cpu_offload: bool,
     free_bytes: int | None = None,
     device_name: str | None = None,
+    quantize: str = "none",
 ) -> None:
     """EngineError before loading when the weights cannot fit (and offload is off)."""
     if free_bytes is None:
@@ -43,9 +44,12 @@ def check_memory(
     missing = memory_shortfall(weights_bytes, free_bytes)
     if missing and not cpu_offload:
         name = device_name or torch.cuda.get_device_name(device)
+        smaller = (
+            "MOSHI_QUANTIZE=int8 or fp8 (about half the weights), " if quantize == "none" else ""
+        )
         raise EngineError(
-            f"not enough GPU memory on {device} ({name}): the model needs about "
-            f"{(weights_bytes + HEADROOM_BYTES) / GIB:.1f} GiB, {free_bytes / GIB:.1f} GiB are "
-            "free. Set MOSHI_CPU_OFFLOAD=true to keep part of the layers in CPU memory (slower), "
-            "free the GPU, or use one with more memory"
+            f"not enough GPU memory on {device} ({name}): the model with MOSHI_QUANTIZE={quantize}"
+            f" needs about {(weights_bytes + HEADROOM_BYTES) / GIB:.1f} GiB, "
+            f"{free_bytes / GIB:.1f} GiB are free. Set {smaller}MOSHI_CPU_OFFLOAD=true to keep "
+            "part of the layers in CPU memory (slower), free the GPU, or use one with more memory"
         )

@@ -15,6 +15,8 @@ class ModelEngineConfig:
     persona: bool
     device: str = "auto"
     cpu_offload: bool = False
+    # The LM's Linear weights: "none", "int8" or "fp8" (quantization.py).
+    quantize: str = "none"
     cuda_graphs: bool = True
     torch_compile: bool = True
     hf_token: str | None = None

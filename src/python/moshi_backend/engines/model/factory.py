@@ -23,6 +23,7 @@ def create_model_engine(name: EngineName, settings: BackendSettings) -> ModelEng
         persona=persona,
         device=settings.moshi_device.value,
         cpu_offload=settings.moshi_cpu_offload,
+        quantize=settings.moshi_quantize.value,
         cuda_graphs=not settings.no_cuda_graph,
         torch_compile=not settings.no_torch_compile,
         hf_token=token or None,

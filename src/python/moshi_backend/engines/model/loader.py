@@ -27,6 +27,7 @@ from moshi_backend.engines.model.capacity import plan_slots, slot_state_bytes
 from moshi_backend.engines.model.devices import GIB, check_memory
 from moshi_backend.engines.model.engine_config import ModelEngineConfig
 from moshi_backend.engines.model.offload import offload_layers
+from moshi_backend.engines.model.quantization import FP8, check_mode, describe, use_fp8_matmul
 from moshi_backend.engines.model.repository import (
     DownloadProgress,
     FileRequest,
@@ -57,6 +58,8 @@ def load_model(
     dtype: torch.dtype,
     progress: ProgressCallback,
 ) -> LoadedModel:
+    # Before gigabytes are downloaded for a mode that cannot run here.
+    check_mode(config.quantize, device)
     repository = ModelRepository(
         config.repo,
         config.hf_token,
@@ -89,12 +92,25 @@ def load_model(
 
     lm_device = torch.device("cpu") if config.cpu_offload else device
     lm = build_lm(
-        _present(files, architecture.lm_weights), architecture, lm_device, dtype, layer_done
+        _present(files, architecture.lm_weights),
+        architecture,
+        lm_device,
+        dtype,
+        layer_done,
+        config.quantize,
     )
     if config.cpu_offload and device.type == "cuda":
         offload_layers(lm, device, reserve_bytes=slots * slot_state_bytes(architecture, dtype))
     elif lm_device != device:
         lm.to(device)
+    if config.quantize == FP8:
+        use_fp8_matmul(lm, device)
+    log.info(
+        "LM: %s (MOSHI_QUANTIZE=%s), %.2f GiB",
+        describe(config.quantize, device),
+        config.quantize,
+        sum(p.numel() * p.element_size() for p in lm.parameters()) / GIB,
+    )
     voice_dir = _voice_dir(config, files.get(VOICES_ARCHIVE))
     return LoadedModel(mimi, lm, tokenizer, voice_dir, architecture, slots)
 
@@ -113,14 +129,14 @@ def _slots(
             slot_bytes / GIB,
         )
         return slots
-    weights = lm_parameter_bytes(architecture, dtype)
-    check_memory(weights, device, config.cpu_offload)
+    weights = lm_parameter_bytes(architecture, dtype, config.quantize)
+    check_memory(weights, device, config.cpu_offload, quantize=config.quantize)
     if config.cpu_offload:
         # The layers that do not fit go to the CPU; more slots would push more of them there.
         return config.max_sessions or 1
     free, _ = torch.cuda.mem_get_info(device)
     where = f"{device} ({torch.cuda.get_device_name(device)})"
-    plan = plan_slots(config.max_sessions, weights, slot_bytes, free, where)
+    plan = plan_slots(config.max_sessions, weights, slot_bytes, free, where, config.quantize)
     log.info("%s", plan.describe())
     return plan.slots
 

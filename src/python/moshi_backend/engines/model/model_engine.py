@@ -152,7 +152,8 @@ class ModelEngine(Engine):
             tokens = prompts.PromptTokens.for_generator(generator, pad)
         self._serving = _Serving(SlotTable(slots), stepper, loop, tokens)
         self._loaded = loaded
-        model = f"{self.config.repo} ({loaded.architecture.describe()})"
+        weights = "" if self.config.quantize == "none" else f", {self.config.quantize} weights"
+        model = f"{self.config.repo} ({loaded.architecture.describe()}{weights})"
         self._info = replace(self._info, model=model, capacity=slots)
         progress(1.0, "ready")
 

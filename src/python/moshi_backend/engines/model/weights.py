@@ -16,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 
 from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.model.architecture import Architecture
+from moshi_backend.engines.model.quantization import NONE, quantize_linears, quantize_weight
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,11 @@ _LAYER = re.compile(r"^transformer\.layers\.(\d+)\.")
 _PER_STEP = re.compile(r"(gating|linears|depformer_in|depformer_emb|in_projs|out_projs)\.(\d+)\.")
 # Checkpoints written by moshi < 0.2 (PersonaPlex's fork among them) stack the per-step attention
 # projections in one tensor; moshi 0.2 keeps one Linear per step.
-_STACKED = re.compile(r"^(.*\.self_attn\.)(in_proj_weight|in_proj\.weight|out_proj\.weight)$")
+# With MOSHI_QUANTIZE, a quantized weight's scale travels beside it as NAME_scale.
+_STACKED = re.compile(
+    r"^(.*\.self_attn\.)(in_proj_weight|in_proj\.weight|out_proj\.weight)(_scale)?$"
+)
+_SCALE = "_scale"
 
 
 def build_mimi(path: Path, architecture: Architecture, device: torch.device) -> MimiModel:
@@ -41,11 +46,11 @@ def build_mimi(path: Path, architecture: Architecture, device: torch.device) -> 
     return mimi
 
 
-def lm_parameter_bytes(architecture: Architecture, dtype: torch.dtype) -> int:
-    """Bytes of the LM's weights at dtype, computed without allocating them."""
-    model = _empty_lm(architecture, dtype)
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    return sum(p.numel() for p in model.parameters()) * itemsize
+def lm_parameter_bytes(architecture: Architecture, dtype: torch.dtype, quantize: str = NONE) -> int:
+    """Bytes of the LM's weights at dtype, quantized Linear weights at one byte each plus a float32
+    scale per row, computed without allocating them."""
+    model = _empty_lm(architecture, dtype, quantize)
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def build_lm(
@@ -54,24 +59,30 @@ def build_lm(
     device: torch.device,
     dtype: torch.dtype,
     progress: LayerProgress,
+    quantize: str = NONE,
 ) -> LMModel:
-    model = _empty_lm(architecture, dtype)
+    model = _empty_lm(architecture, dtype, quantize)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    state = _read_checkpoint(path, expected, device, dtype, progress, architecture)
+    quantized = {name for name in expected if name + _SCALE in expected}
+    state = _read_checkpoint(
+        path, expected, device, dtype, progress, architecture, quantized, quantize
+    )
     model.load_state_dict(state, assign=True, strict=True)
     model.eval()
     return model
 
 
-def _empty_lm(architecture: Architecture, dtype: torch.dtype) -> LMModel:
+def _empty_lm(architecture: Architecture, dtype: torch.dtype, quantize: str) -> LMModel:
     kwargs: dict[str, Any] = dict(architecture.lm)
     kwargs.pop("depformer_causal", None)
     try:
-        return LMModel(device=torch.device("meta"), dtype=dtype, **kwargs)
+        model = LMModel(device=torch.device("meta"), dtype=dtype, **kwargs)
     except (TypeError, AssertionError, ValueError) as error:
         raise EngineError(
             f"the LM configuration cannot be built ({architecture.describe()}): {error}"
         ) from None
+    quantize_linears(model, quantize, dtype)
+    return model
 
 
 def _read_checkpoint(
@@ -81,6 +92,8 @@ def _read_checkpoint(
     dtype: torch.dtype,
     progress: LayerProgress,
     architecture: Architecture,
+    quantized: set[str],
+    quantize: str,
 ) -> dict[str, torch.Tensor]:
     layers = int(architecture.lm["num_layers"])
     try:
@@ -97,7 +110,11 @@ def _read_checkpoint(
                     progress(layer, layers)  # the layers before this one are in
                 previous = layer
                 tensor = checkpoint.get_tensor(name)
-                state[name] = tensor.to(device=device, dtype=_dtype_for(name, tensor, dtype))
+                if _modern_name(name) in quantized:
+                    # One tensor at a time: the full-precision LM never exists on the device.
+                    state[name], state[name + _SCALE] = quantize_weight(tensor, quantize, device)
+                else:
+                    state[name] = tensor.to(device=device, dtype=_dtype_for(name, tensor, dtype))
             progress(layers, layers)
     except SafetensorError as error:
         raise EngineError(f"{path.name} is not a readable safetensors file: {error}") from None
@@ -125,7 +142,7 @@ def _modern_name(name: str) -> str:
     if match is None:
         return name
     kind = "in_projs" if match.group(2).startswith("in_proj") else "out_projs"
-    return f"{match.group(1)}{kind}.0.weight"
+    return f"{match.group(1)}{kind}.0.weight{match.group(3) or ''}"
 
 
 def _split_stacked_projections(
@@ -133,7 +150,9 @@ def _split_stacked_projections(
 ) -> None:
     for name in [name for name in state if _STACKED.match(name)]:
         stacked = state.pop(name)
-        prefix = _modern_name(name)[: -len("0.weight")]
+        suffix = _SCALE if name.endswith(_SCALE) else ""
+        # A scale is per row, so it splits with the rows of its weight.
+        prefix = _modern_name(name)[: -len("0.weight" + suffix)]
         piece = expected[prefix + "0.weight"][0]
         if stacked.shape[0] % piece:
             raise EngineError(
@@ -141,7 +160,7 @@ def _split_stacked_projections(
                 "that one step of the configured attention needs"
             )
         for step, weight in enumerate(torch.split(stacked, piece, dim=0)):
-            state[f"{prefix}{step}.weight"] = weight
+            state[f"{prefix}{step}.weight{suffix}"] = weight
 
 
 def _check_names(path: Path, names: list[str], expected: dict[str, tuple[int, ...]]) -> None:
