@@ -77,6 +77,18 @@ async def converse(backend: BackendInLoop, query: Mapping[str, str]) -> Heard:
     return Heard(heard.tobytes(), tuple(text))
 
 
+def assert_same_sound(heard: bytes, expected: bytes, min_correlation: float = 0.9) -> None:
+    """Frame by frame, heard follows expected (correlation), and at the same level."""
+    a = np.frombuffer(heard, dtype=np.float32).reshape(-1, FRAME_SAMPLES)
+    b = np.frombuffer(expected, dtype=np.float32).reshape(-1, FRAME_SAMPLES)
+    assert a.shape == b.shape
+    for index, (x, y) in enumerate(zip(a, b, strict=True)):
+        correlation = float(np.corrcoef(x, y)[0, 1])
+        assert correlation >= min_correlation, f"frame {index}: correlation {correlation:.3f}"
+    error = float(np.sqrt(np.mean((a - b) ** 2)) / np.sqrt(np.mean(b**2)))
+    assert error <= 0.25, f"relative RMS difference {error:.3f}"
+
+
 class LiveClient:
     """A client that talks at a microphone's pace and notes when it hears audio."""
 
@@ -160,8 +172,15 @@ async def test_conversations_side_by_side_are_each_what_it_is_alone(tiny: Path) 
         # shifts; that some step carried more than one does not.)
         assert steps > await bucket(backend, "moshi_step_batch_size_bucket", "1.0")
         assert await bucket(backend, "moshi_step_seconds_count") == steps
-    assert beside == alone
+    # In the same slot after a reset, on the same batch shape: the same bytes.
     assert reused == alone
+    # Beside others the step multiplies a batch of three instead of one, and the CPU's matrix
+    # kernels may sum in another order for another shape (they do on some machines): the same
+    # words and tokens, audio equal up to rounding, which the lossy Opus round trip then spreads.
+    # A conversation that heard its neighbours would differ outright (another token: a frame
+    # that no longer correlates).
+    assert beside.text == alone.text
+    assert_same_sound(beside.audio, alone.audio)
 
 
 def write_long_voice(engine: ModelEngine) -> int:
