@@ -61,16 +61,18 @@ def start_failure(
     return OrchestratorError(f"cannot start the {service} container: {explanation}")
 
 
+# How messages name the registry of a reference without a host (the engine's default).
+DEFAULT_REGISTRY = "Docker Hub"
+
+
 def pull_reason(explanation: str, registry: str) -> str:
     """The gist of why a pull from registry failed, in one line."""
     text = " ".join(explanation.split())
     # Access is tested first: Docker Hub answers "pull access denied" for a repository that
     # does not exist, and its text then also says "does not exist".
     if any(refused in text for refused in _REFUSED):
-        return (
-            f"{registry} refused access: the repository does not exist or needs "
-            f"`docker login {registry}`"
-        )
+        login = "docker login" if registry == DEFAULT_REGISTRY else f"docker login {registry}"
+        return f"{registry} refused access: the repository does not exist or needs `{login}`"
     for needle in _UNREACHABLE:
         if needle in text:
             return f"no registry answers at {registry} ({needle})"

@@ -21,14 +21,13 @@ from docker.utils import parse_repository_tag
 from stack_threads.daemon import in_daemon_thread
 
 from orchestrator import events
-from orchestrator.containers.docker_errors import pull_reason
+from orchestrator.containers.docker_errors import DEFAULT_REGISTRY, pull_reason
 from orchestrator.containers.pull_progress import PullProgress, megabytes
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import LogLine, Progress
 from orchestrator.hub import EventHub
 
 PROGRESS_INTERVAL_S = 0.5
-_DEFAULT_REGISTRY = "docker.io"
 # The steps of a layer worth a line; the others ("Waiting", "Verifying Checksum") say little.
 _LOGGED_STEPS = frozenset({"Downloading", "Download complete", "Pull complete", "Already exists"})
 
@@ -38,12 +37,12 @@ class PullFailed(OrchestratorError):
 
 
 def registry_of(image: str) -> str:
-    """The registry a reference names, as the Docker engine reads it (Docker Hub unless the
-    first component looks like a host: a dot, a port, or localhost)."""
+    """The registry a reference names, as the Docker engine reads it: the first component when it
+    looks like a host (a dot, a port, or localhost), else the engine's default."""
     first, slash, _ = image.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):
         return first
-    return _DEFAULT_REGISTRY
+    return DEFAULT_REGISTRY
 
 
 async def pull_image(

@@ -17,8 +17,9 @@ import docker.errors
 import pytest
 
 from orchestrator import events
+from orchestrator.containers.docker_errors import DEFAULT_REGISTRY, pull_reason
 from orchestrator.containers.engine import BaseImageUnavailable, DockerEngine
-from orchestrator.containers.image_pull import PullFailed, pull_image
+from orchestrator.containers.image_pull import PullFailed, pull_image, registry_of
 from orchestrator.containers.service_images import BACKEND_IMAGE, require_base_image
 from orchestrator.dashboard.feed import Feed
 from orchestrator.events import Event, Progress
@@ -172,3 +173,15 @@ async def test_a_registry_that_wants_credentials_says_so(
         f"{registry} refused access: the repository does not exist or needs "
         f"`docker login {registry}`"
     )
+
+
+def test_messages_name_the_registry_a_reference_pulls_from() -> None:
+    assert registry_of("python:3.11-slim-bookworm") == DEFAULT_REGISTRY
+    assert registry_of("team/base:1") == DEFAULT_REGISTRY
+    assert registry_of("127.0.0.1:5000/base:1") == "127.0.0.1:5000"
+    assert registry_of("registry.example/team/base:1") == "registry.example"
+    assert registry_of("localhost/base:1") == "localhost"
+    # The engine's default needs a plain `docker login`; another registry is named.
+    assert pull_reason("pull access denied for base", DEFAULT_REGISTRY).endswith("`docker login`")
+    refused = pull_reason("unauthorized: authentication required", "127.0.0.1:5000")
+    assert refused.endswith("`docker login 127.0.0.1:5000`")
