@@ -36,7 +36,8 @@ _FRONTEND_INHERITS = (
     "NO_COLOR",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
-_SECRET_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN"})
+# The model hub token under the names huggingface_hub reads; kept from the frontend everywhere.
+SECRET_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN"})
 
 
 def _flag(value: bool) -> str:
@@ -105,7 +106,7 @@ def local_backend_environment(
         key: value
         for key, value in environ.items()
         if not key.startswith(("MOSHI_", "PEX_"))
-        and key not in _SECRET_NAMES
+        and key not in SECRET_NAMES
         and key != "PYTHONPATH"
     }
     env.update(backend_variables(settings, environ))
@@ -175,7 +176,7 @@ def frontend_environment(
     return {
         key: value
         for key, value in env.items()
-        if key not in _SECRET_NAMES and not (token and token in value)
+        if key not in SECRET_NAMES and not (token and token in value)
     }
 
 

@@ -8,6 +8,7 @@ but the model hub token is the backend's alone: the frontend's command drops it.
 
 from __future__ import annotations
 
+from orchestrator.environments import SECRET_NAMES
 from orchestrator.publish.deployment import BACKEND, FRONTEND, Deployment
 
 DIRECTORY = "bare-machine"
@@ -22,13 +23,12 @@ PACKAGED = {
     APP_PEX: "dist/src.python.frontend/app.pex",
     HONCHO_PEX: "dist/src.python.orchestrator.publish/honcho.pex",
 }
-_TOKEN_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN")
 
 
 def procfile() -> str:
     # honcho runs each line through /bin/sh, so the .env's values expand here. A PEX re-executes
     # itself under an interpreter that fits it (CPython 3.11) when PYTHON is another one.
-    hidden = " ".join(f"-u {name}" for name in _TOKEN_NAMES)
+    hidden = " ".join(f"-u {name}" for name in sorted(SECRET_NAMES))
     return (
         "# Written by `orchestrator publish`: publish again instead of editing.\n"
         f"# Run here with `python3 {HONCHO_PEX} start` (or `honcho start`) after\n"
