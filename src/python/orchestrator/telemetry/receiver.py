@@ -75,7 +75,11 @@ class OtlpReceiver:
         a port given is that port or an OrchestratorError."""
         # No automatic decompression: the gzip bomb guard and the error texts are ours.
         runner = web.AppRunner(
-            self._app(), handle_signals=False, access_log=None, auto_decompress=False
+            self._app(),
+            handle_signals=False,
+            access_log=None,
+            auto_decompress=False,
+            shutdown_timeout=_STOP_TIMEOUT_S,
         )
         await runner.setup()
         self._runner = runner
@@ -106,7 +110,7 @@ class OtlpReceiver:
 
     async def _listen(self, host: str, port: int) -> int:
         assert self._runner is not None, "start() first"
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=_STOP_TIMEOUT_S)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         # aiohttp names a site's bound port nowhere else (runner.addresses mixes the sites).
         sockets = getattr(site._server, "sockets", None) or []

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.environments import OTLP_ENDPOINT
 from orchestrator.telemetry.receiver import OtlpReceiver
 from orchestrator.telemetry.store import TelemetryStore
 
-ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 LOOPBACK = "127.0.0.1"
 
 
@@ -52,7 +52,7 @@ class Telemetry:
         except BaseException:
             await asyncio.to_thread(store.close)
             raise
-        return cls(store, receiver, user_endpoint=environ.get(ENDPOINT_VARIABLE) or None)
+        return cls(store, receiver, user_endpoint=environ.get(OTLP_ENDPOINT) or None)
 
     @property
     def endpoint(self) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -104,3 +106,29 @@ def logging_handler(
     exporter = OTLPLogExporter(endpoint=f"{url}/v1/logs", compression=_compression(gzip))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     return provider, LoggingHandler(level=logging.INFO, logger_provider=provider)
+
+
+def spans_body(count: int, service: str = "moshi-backend", *, start_ns: int = 10**18) -> bytes:
+    """An ExportTraceServiceRequest of count spans (one trace, each a child of the first), as
+    the SDK's encoder makes them: ids, times, a few attributes of each kind."""
+    trace = os.urandom(16)
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(key="service.name").value.string_value = service
+    scope = resource_spans.scope_spans.add()
+    scope.scope.name = "moshi_backend.server"
+    root = os.urandom(8)
+    for index in range(count):
+        one = scope.spans.add()
+        one.trace_id = trace
+        one.span_id = root if index == 0 else os.urandom(8)
+        if index:
+            one.parent_span_id = root
+        one.name = "moshi.frame_loop" if index else "moshi.conversation"
+        one.kind = 2
+        one.start_time_unix_nano = start_ns + index * 1_000
+        one.end_time_unix_nano = start_ns + index * 1_000 + 500_000
+        one.attributes.add(key="outcome").value.string_value = "completed"
+        one.attributes.add(key="frames").value.int_value = index
+        one.attributes.add(key="step_ms_p99").value.double_value = 12.5
+    return bytes(request.SerializeToString())
