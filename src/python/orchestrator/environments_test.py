@@ -12,6 +12,7 @@ from orchestrator.environments import (
     frontend_container_environment,
     frontend_environment,
     local_backend_environment,
+    telemetry_environ,
 )
 from orchestrator.settings import EngineChoice, StackSettings, load_settings
 
@@ -201,3 +202,22 @@ def test_the_backend_accepts_the_frontends_pages_and_both_get_the_api_key() -> N
     assert frontend["MOSHI_API_KEY"] == "key-environment-test"
     assert frontend["MOSHI_ALLOWED_ORIGINS"] == "https://voice.example.org"
     assert settings.secrets == ["key-environment-test"]
+
+
+def test_the_telemetry_endpoint_is_set_unless_the_caller_has_one() -> None:
+    ours = "http://127.0.0.1:4318"
+    assert telemetry_environ({"PATH": "/bin"}, ours) == {
+        "PATH": "/bin",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": ours,
+    }
+    theirs = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert telemetry_environ(theirs, ours) == theirs
+    assert telemetry_environ({"PATH": "/bin"}, None) == {"PATH": "/bin"}
+    # What the backend and the frontend get from it.
+    settings = StackSettings()
+    environ = telemetry_environ({}, ours)
+    assert backend_variables(settings, environ)["OTEL_EXPORTER_OTLP_ENDPOINT"] == ours
+    frontend = frontend_environment(
+        settings, environ, backend_host="127.0.0.1", backend_port=8998, pythonpath="", certs_dir=""
+    )
+    assert frontend["OTEL_EXPORTER_OTLP_ENDPOINT"] == ours

@@ -238,8 +238,9 @@ async def test_a_flood_is_dropped_and_counted_while_the_loop_stays_responsive(
     assert narrow.receiver.dropped_requests == refused
     assert narrow.store.received["spans"] == accepted * 512
     lags.sort()
-    # The loop kept its pace (it also ran the 150 clients): no stall behind the decoding.
-    assert lags[len(lags) // 2] < 0.02 and lags[-1] < 0.25, lags[-5:]
+    # The loop kept its pace (it also ran the 150 clients): no stall behind the decoding. The
+    # 95th percentile, not the maximum: on shared cores the OS may pause any process a while.
+    assert lags[len(lags) // 2] < 0.02 and lags[int(len(lags) * 0.95)] < 0.1, lags[-5:]
 
 
 async def test_the_default_port_taken_means_another_and_a_given_one_an_error(
