@@ -160,6 +160,11 @@ class OtlpReceiver:
                     await work
             except Undecodable as error:
                 raise web.HTTPBadRequest(text=str(error)) from None
+            except TimeoutError:
+                # Still decoded and stored when the thread gets to it; the client may retry.
+                raise web.HTTPServiceUnavailable(
+                    text="telemetry receiver is behind", headers={"Retry-After": "1"}
+                ) from None
             except _TooLarge as error:
                 raise web.HTTPRequestEntityTooLarge(
                     max_size=self._max_body, actual_size=self._max_body + 1, text=str(error)
