@@ -1,4 +1,5 @@
-"""Tracing in the backend: one span per conversation, and a stuck collector never stalls audio."""
+"""Telemetry of the backend: a conversation is one trace, its metrics and logs go out too, and a
+stuck collector never stalls audio. What the collector received is decoded, not searched."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from moshi_protocol.messages import FRAME_SAMPLES, MessageKind
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
 from stack_telemetry.otel import SHUTDOWN_TIMEOUT_S, setup_telemetry
 from stack_telemetry.testing import fake_collector, wait_for_telemetry_threads_to_end
+from stack_telemetry.testing_otlp import SpanSeen, logs_in, points_in, spans_in
 from testsupport.processes import free_port
 
 # Far above the 80 ms between messages, far below what a blocked loop (a 2 s export) would show.
@@ -35,13 +37,20 @@ async def _until(condition: Callable[[], object], timeout_s: float = 10.0) -> No
             await asyncio.sleep(0.02)
 
 
-async def test_audio_keeps_flowing_while_span_export_hangs() -> None:
+async def test_audio_keeps_flowing_while_exports_of_every_signal_hang(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)  # the server's log lines reach the OTLP log handler
     sent = tone(2.4)  # 30 frames, sent at the pace of a microphone
     with fake_collector(hold_exports=True) as collector:
-        handle = await asyncio.to_thread(setup_telemetry, "moshi-backend", collector.endpoint)
+        handle = await asyncio.to_thread(
+            setup_telemetry, "moshi-backend", collector.endpoint, metric_export_interval_ms=200
+        )
         assert handle.enabled
         try:
-            async with backend_in_loop(LoopbackEngine(capacity=2), tracer=handle.tracer) as backend:
+            async with backend_in_loop(
+                LoopbackEngine(capacity=2), tracer=handle.tracer, meter=handle.meter
+            ) as backend:
                 server, chat_url = backend.server, backend.chat_url
                 # Two full batches: the export thread posts them one after the other and the
                 # collector holds each until the exporter's 2 s timeout, about 4 s of hanging
@@ -92,11 +101,16 @@ async def test_audio_keeps_flowing_while_span_export_hangs() -> None:
     assert sum(frame.size for frame in received) >= sent.size - 4 * FRAME_SAMPLES
     gaps = np.diff(arrivals)
     assert gaps.max() < _MAX_AUDIO_GAP_S, f"audio stalled {gaps.max():.2f} s"
-    # ...and that while an export was hanging.
+    # ...and that while exports of traces, metrics and logs were hanging.
     first, last = arrivals[0], arrivals[-1]
-    assert any(
-        e.arrived_at < last and (e.abandoned_at is None or e.abandoned_at > first) for e in exports
-    ), [(e.arrived_at - first, e.abandoned_at and e.abandoned_at - first) for e in exports]
+    held = {
+        e.path
+        for e in exports
+        if e.arrived_at < last and (e.abandoned_at is None or e.abandoned_at > first)
+    }
+    assert held == {"/v1/traces", "/v1/metrics", "/v1/logs"}, [
+        (e.path, e.arrived_at - first, e.abandoned_at and e.abandoned_at - first) for e in exports
+    ]
     assert shutdown_s < SHUTDOWN_TIMEOUT_S + 2
 
 
@@ -107,11 +121,14 @@ def closed_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def _serve_one_conversation(endpoint: str, voice: str) -> None:
-    """Run serve() as main() does, hold one short conversation, stop it."""
+async def _serve_one_conversation(endpoint: str, voice: str, audio_s: float = 0.8) -> None:
+    """Run serve() as main() does, hold one conversation of audio_s in real time, stop it."""
     port = free_port()
     settings = BackendSettings(
-        moshi_engine=EngineName.LOOPBACK, moshi_port=port, otel_exporter_otlp_endpoint=endpoint
+        moshi_engine=EngineName.LOOPBACK,
+        moshi_port=port,
+        otel_exporter_otlp_endpoint=endpoint,
+        otel_metric_export_interval=200,
     )
     stop = asyncio.Event()
     serving = asyncio.create_task(serve(settings, stop))
@@ -129,8 +146,9 @@ async def _serve_one_conversation(endpoint: str, voice: str) -> None:
         url = base.replace("http", "ws", 1) + "/api/chat"
         async with ChatClient.connect(url, {"voice_prompt": voice}) as client:
             await client.handshake()
-            for page in ogg_pages(tone(0.8)):
+            for page in ogg_pages(tone(audio_s)):
                 await client.send_audio(page)
+                await asyncio.sleep(0.08)
             while (await client.receive()).kind is not MessageKind.AUDIO:
                 pass
     finally:
@@ -138,19 +156,97 @@ async def _serve_one_conversation(endpoint: str, voice: str) -> None:
         await asyncio.wait_for(serving, SHUTDOWN_TIMEOUT_S + 20)
 
 
-async def test_serve_exports_one_span_per_conversation(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="stack_telemetry")
+_SERVER_KIND = 2  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_SERVER
+_ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
+
+
+def _children(spans: list[SpanSeen], parent: SpanSeen) -> list[SpanSeen]:
+    return sorted(
+        (s for s in spans if s.parent_span_id == parent.span_id), key=lambda s: s.start_ns
+    )
+
+
+async def test_serve_exports_the_conversation_trace_its_metrics_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
     with fake_collector() as collector:
-        await _serve_one_conversation(collector.endpoint, "NATM1.pt")
+        # 1.6 s of conversation: several 200 ms metric exports happen during it.
+        await _serve_one_conversation(collector.endpoint, "NATM1.pt", audio_s=1.6)
         exports = collector.snapshot()
     wait_for_telemetry_threads_to_end()
     assert any("telemetry enabled" in r.getMessage() for r in caplog.records)
-    assert exports, "serve() flushes the spans when it stops"
-    body = b"".join(e.body for e in exports)
-    # The protobuf carries these strings as they are.
-    for expected in (b"moshi.chat", b"moshi-backend", b"voice", b"NATM1.pt", b"outcome", b"frames"):
-        assert expected in body
-    assert b"completed" in body or b"client_gone" in body
+
+    spans = spans_in(exports)  # serve() flushed them when it stopped
+    (conversation,) = (s for s in spans if s.name == "moshi.conversation")
+    assert conversation.service == "moshi-backend" and conversation.kind == _SERVER_KIND
+    assert conversation.parent_span_id == ""  # no traceparent on the upgrade: a trace of its own
+    attributes = conversation.attributes
+    assert attributes["session"].startswith("session-") and attributes["voice"] == "NATM1.pt"
+    assert attributes["outcome"] in ("completed", "client_gone")
+    assert attributes["frames"] >= 15 and attributes["frames_dropped"] == 0
+    assert attributes["frames_late"] >= 0
+    assert 0 < attributes["step_ms_p50"] <= attributes["step_ms_p99"] < 1000
+    assert conversation.status_code != _ERROR
+    children = _children(spans, conversation)
+    # The loopback engine has no persona prompt: no moshi.persona_prompt.
+    assert [c.name for c in children] == [
+        "moshi.upgrade",
+        "moshi.params",
+        "moshi.slot_wait",
+        "moshi.handshake",
+        "moshi.frame_loop",
+        "moshi.close",
+    ]
+    assert {c.trace_id for c in children} == {conversation.trace_id}
+    assert all(
+        conversation.start_ns <= c.start_ns <= c.end_ns <= conversation.end_ns for c in children
+    )
+    frame_loop, close = children[-2], children[-1]
+    for name in ("frames", "frames_dropped", "frames_late", "step_ms_p50", "step_ms_p99"):
+        assert frame_loop.attributes[name] == attributes[name]
+    assert close.attributes["outcome"] == attributes["outcome"]
+    assert close.attributes["close_code"] in (1000, 1001, 1006)
+
+    points = [p for p in points_in(exports) if p.service == "moshi-backend"]
+    active = [p.value for p in points if p.name == "moshi.conversations.active"]
+    assert 1 in active and active[-1] == 0  # one during the conversation, none at the end
+    steps = [p for p in points if p.name == "moshi.step.duration"]
+    assert steps and steps[-1].kind == "histogram" and steps[-1].unit == "ms"
+    assert steps[-1].value == attributes["frames"]  # one record per frame stepped
+    names = {p.name for p in points}
+    assert {"moshi.frames.dropped", "moshi.frames.late"} <= names
+    assert {"process.memory.rss", "process.cpu.utilization"} <= names
+
+    logs = [r for r in logs_in(exports) if r.service == "moshi-backend"]
+    start = [r for r in logs if str(r.body).startswith(f"{attributes['session']}: start")]
+    assert len(start) == 1 and start[0].scope == "moshi_backend.server"
+    assert start[0].trace_id == conversation.trace_id and start[0].severity_text == "INFO"
+
+
+async def test_a_rejected_request_ends_its_trace_at_the_parameter_check() -> None:
+    with fake_collector() as collector:
+        handle = await asyncio.to_thread(setup_telemetry, "moshi-backend", collector.endpoint)
+        try:
+            async with backend_in_loop(LoopbackEngine(), tracer=handle.tracer) as backend:
+                async with ChatClient.connect(backend.chat_url, {"seed": "soon"}) as client:
+                    closed = await client.closed_reason()
+                await backend.wait_idle()
+        finally:
+            await asyncio.to_thread(handle.shutdown)
+        exports = collector.snapshot()
+    wait_for_telemetry_threads_to_end()
+    assert closed.reason is not None and "bad seed" in closed.reason
+    spans = spans_in(exports)
+    (conversation,) = (s for s in spans if s.name == "moshi.conversation")
+    assert (
+        conversation.attributes["outcome"] == "rejected" and "voice" not in conversation.attributes
+    )
+    children = _children(spans, conversation)
+    assert [c.name for c in children] == ["moshi.upgrade", "moshi.params", "moshi.close"]
+    params = children[1]
+    assert params.status_code == _ERROR and params.status_message == closed.reason
+    assert children[2].attributes == {"outcome": "rejected", "close_code": 1008}
 
 
 async def test_serve_with_an_unreachable_collector_serves_without_telemetry(
