@@ -23,6 +23,7 @@ from frontend.routes import router
 from frontend.routes.pages import STATIC_DIR
 from frontend.settings import FrontendSettings
 from frontend.state import AppState
+from moshi_protocol.privacy import RedactChatQueries
 from stack_telemetry.otel import setup_telemetry
 from stack_telemetry.process_metrics import register_process_metrics
 from stack_ui import THEME_DIR
@@ -67,6 +68,8 @@ def create_app(settings: FrontendSettings, logs: LogBroadcast | None = None) -> 
             FRONTEND_SERVICE_NAME,
             settings.otel_exporter_otlp_endpoint,
             metric_export_interval_ms=settings.otel_metric_export_interval,
+            # Records that reach the root logger may carry a relay URL with the persona.
+            log_filters=[RedactChatQueries()],
         )
         register_process_metrics(telemetry.meter)
         async with httpx.AsyncClient(

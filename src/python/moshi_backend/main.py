@@ -18,7 +18,7 @@ from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.selection import create_engine
 from moshi_backend.server import ChatServer, ServerOptions
 from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName, QuantizeChoice
-from moshi_protocol.privacy import redact_logging_handlers
+from moshi_protocol.privacy import RedactChatQueries, redact_logging_handlers
 from stack_settings.report import report_invalid_settings
 from stack_telemetry.otel import TelemetryHandle, setup_telemetry
 from stack_telemetry.process_metrics import register_process_metrics
@@ -121,6 +121,8 @@ async def serve(settings: BackendSettings, stop: asyncio.Event) -> None:
         BACKEND_SERVICE_NAME,
         settings.otel_exporter_otlp_endpoint,
         metric_export_interval_ms=settings.otel_metric_export_interval,
+        # The access log's request lines carry chat URLs with the persona in their query.
+        log_filters=[RedactChatQueries()],
     )
     try:
         await _serve(settings, stop, telemetry)

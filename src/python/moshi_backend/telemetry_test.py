@@ -20,6 +20,7 @@ from moshi_backend.testing import backend_in_loop, ogg_pages, tone
 from moshi_protocol.client import ChatClient
 from moshi_protocol.messages import FRAME_SAMPLES, MessageKind
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
+from moshi_protocol.privacy import REDACTED
 from stack_telemetry.otel import SHUTDOWN_TIMEOUT_S, setup_telemetry
 from stack_telemetry.testing import fake_collector, wait_for_telemetry_threads_to_end
 from stack_telemetry.testing_otlp import SpanSeen, logs_in, points_in, spans_in
@@ -144,7 +145,8 @@ async def _serve_one_conversation(endpoint: str, voice: str, audio_s: float = 0.
                     pass
                 await asyncio.sleep(0.05)
         url = base.replace("http", "ws", 1) + "/api/chat"
-        async with ChatClient.connect(url, {"voice_prompt": voice}) as client:
+        query = {"voice_prompt": voice, "text_prompt": _PERSONA}
+        async with ChatClient.connect(url, query) as client:
             await client.handshake()
             for page in ogg_pages(tone(audio_s)):
                 await client.send_audio(page)
@@ -156,6 +158,7 @@ async def _serve_one_conversation(endpoint: str, voice: str, audio_s: float = 0.
         await asyncio.wait_for(serving, SHUTDOWN_TIMEOUT_S + 20)
 
 
+_PERSONA = "a persona no exported log may carry"
 _SERVER_KIND = 2  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_SERVER
 _ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
 
@@ -222,6 +225,11 @@ async def test_serve_exports_the_conversation_trace_its_metrics_and_logs(
     start = [r for r in logs if str(r.body).startswith(f"{attributes['session']}: start")]
     assert len(start) == 1 and start[0].scope == "moshi_backend.server"
     assert start[0].trace_id == conversation.trace_id and start[0].severity_text == "INFO"
+    # The access log's line of the upgrade went out with its query cut.
+    (upgrade,) = (r for r in logs if "GET /api/chat" in str(r.body))
+    assert REDACTED in str(upgrade.body) and upgrade.scope == "aiohttp.access"
+    assert REDACTED in upgrade.attributes["first_request_line"]
+    assert not [r for r in logs if "persona no exported" in f"{r.body}{r.attributes}"]
 
 
 async def test_a_rejected_request_ends_its_trace_at_the_parameter_check() -> None:

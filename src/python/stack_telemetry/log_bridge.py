@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 
@@ -17,8 +18,12 @@ class _NotTheExportersOwn(logging.Filter):
         return not record.name.startswith(_OWN_LOGGERS)
 
 
-def attach_log_bridge(provider: LoggerProvider, level: int = logging.INFO) -> logging.Handler:
+def attach_log_bridge(
+    provider: LoggerProvider, filters: Sequence[logging.Filter] = (), level: int = logging.INFO
+) -> logging.Handler:
     """A handler on the root logger that hands each record to provider's batch processor.
+
+    filters: the service's own (what no exported record may carry), before the record is read.
 
     Emitting only queues the record (the current span's trace and span id with it); the export
     runs on the processor's thread. Remove it with detach_log_bridge before shutting provider
@@ -30,6 +35,8 @@ def attach_log_bridge(provider: LoggerProvider, level: int = logging.INFO) -> lo
         warnings.simplefilter("ignore", DeprecationWarning)
         handler = LoggingHandler(level=level, logger_provider=provider)
     handler.addFilter(_NotTheExportersOwn())
+    for log_filter in filters:
+        handler.addFilter(log_filter)
     logging.getLogger().addHandler(handler)
     return handler
 

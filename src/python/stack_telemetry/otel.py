@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
@@ -88,12 +89,14 @@ def setup_telemetry(
     endpoint: str | None,
     *,
     metric_export_interval_ms: int | None = None,
+    log_filters: Sequence[logging.Filter] = (),
     probe_timeout_s: float = PROBE_TIMEOUT_S,
 ) -> TelemetryHandle:
     """Traces, metrics and logs for one service, or a disabled handle.
 
     One probe decides for all three. Blocks up to probe_timeout_s (the probe). While enabled, a
-    handler on the root logger exports INFO records and above; shutdown() removes it.
+    handler on the root logger exports INFO records and above that pass log_filters;
+    shutdown() removes it.
     """
     if not endpoint:
         reason = "OTEL_EXPORTER_OTLP_ENDPOINT is not set"
@@ -109,7 +112,7 @@ def setup_telemetry(
         )
         return TelemetryHandle.disabled(reason)
     pipelines = build_pipelines(service_name, endpoint, metric_export_interval_ms)
-    handler = attach_log_bridge(pipelines.logger_provider)
+    handler = attach_log_bridge(pipelines.logger_provider, log_filters)
     log.info("telemetry enabled: %s exports traces, metrics and logs to %s", service_name, endpoint)
     return TelemetryHandle(
         enabled=True,

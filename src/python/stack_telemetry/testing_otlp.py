@@ -52,6 +52,7 @@ class LogSeen:
     body: Any
     trace_id: str  # "" when logged outside a span
     span_id: str
+    attributes: dict[str, Any]
 
 
 def _value(value: AnyValue) -> Any:
@@ -154,6 +155,7 @@ def logs_in(exports: list[ReceivedExport]) -> list[LogSeen]:
             body=_value(record.body),
             trace_id=record.trace_id.hex(),
             span_id=record.span_id.hex(),
+            attributes=_attributes(record.attributes),
         )
         for service, scope, record in _items(exports, "logs")
     ]
