@@ -17,7 +17,7 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -75,7 +75,12 @@ def build_pipelines(
         export_timeout_millis=timeout_ms,
     )
     meter_provider = MeterProvider(
-        resource=resource, metric_readers=[reader], shutdown_on_exit=False
+        resource=resource,
+        metric_readers=[reader],
+        shutdown_on_exit=False,
+        # The SDK's default keeps sampled spans' measurements as exemplars: work on every
+        # record made inside a span (a step of the frame loop) for data no reader here uses.
+        exemplar_filter=AlwaysOffExemplarFilter(),
     )
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     logger_provider.add_log_record_processor(
