@@ -4,22 +4,26 @@ stuck collector never stalls audio. What the collector received is decoded, not 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 
 import aiohttp
 import numpy as np
 import pytest
 
-from moshi_backend.engines.loopback import LoopbackEngine
+from moshi_backend.engines.base import EngineError, EngineInfo
+from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
 from moshi_backend.main import serve
 from moshi_backend.settings import BackendSettings, EngineName
 from moshi_backend.testing import backend_in_loop, ogg_pages, tone
 from moshi_protocol.client import ChatClient
-from moshi_protocol.messages import FRAME_SAMPLES, MessageKind
+from moshi_protocol.messages import FRAME_SAMPLES, CloseCode, MessageKind
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
+from moshi_protocol.params import ChatParams
 from moshi_protocol.privacy import REDACTED
 from stack_telemetry.otel import SHUTDOWN_TIMEOUT_S, setup_telemetry
 from stack_telemetry.testing import fake_collector, wait_for_telemetry_threads_to_end
@@ -264,3 +268,56 @@ async def test_serve_with_an_unreachable_collector_serves_without_telemetry(
     wait_for_telemetry_threads_to_end()
     disabled = [r.getMessage() for r in caplog.records if "telemetry disabled" in r.getMessage()]
     assert len(disabled) == 1 and closed_endpoint in disabled[0]
+
+
+class _FailingPromptSession(LoopbackSession):
+    def __init__(self, params: ChatParams) -> None:
+        super().__init__(0, params)
+        self._ready: Future[None] = Future()
+        self._ready.set_exception(EngineError("voice file unreadable"))
+
+    @property
+    def ready(self) -> Future[None]:
+        return self._ready
+
+
+class _FailingPromptEngine(LoopbackEngine):
+    """An engine with persona prompts whose prompt fails."""
+
+    @property
+    def info(self) -> EngineInfo:
+        return dataclasses.replace(super().info, persona_prompts=True)
+
+    def start_session(self, params: ChatParams) -> LoopbackSession:
+        return _FailingPromptSession(params)
+
+
+async def test_an_engine_error_is_the_status_of_the_conversation_and_of_its_phase() -> None:
+    with fake_collector() as collector:
+        handle = await asyncio.to_thread(setup_telemetry, "moshi-backend", collector.endpoint)
+        try:
+            async with backend_in_loop(_FailingPromptEngine(), tracer=handle.tracer) as backend:
+                async with ChatClient.connect(backend.chat_url) as client:
+                    closed = await client.closed_reason()
+                await backend.wait_idle()
+        finally:
+            await asyncio.to_thread(handle.shutdown)
+        exports = collector.snapshot()
+    wait_for_telemetry_threads_to_end()
+    assert closed.close_code == CloseCode.INTERNAL_ERROR
+    spans = spans_in(exports)
+    (conversation,) = (s for s in spans if s.name == "moshi.conversation")
+    assert conversation.attributes["outcome"] == "error"
+    assert conversation.status_code == _ERROR
+    assert conversation.status_message == "engine error: voice file unreadable"
+    children = _children(spans, conversation)
+    assert [c.name for c in children] == [
+        "moshi.upgrade",
+        "moshi.params",
+        "moshi.slot_wait",
+        "moshi.persona_prompt",
+        "moshi.close",
+    ]
+    prompt = children[3]
+    assert prompt.status_code == _ERROR and prompt.status_message == "voice file unreadable"
+    assert children[-1].attributes == {"outcome": "error", "close_code": CloseCode.INTERNAL_ERROR}
