@@ -15,12 +15,12 @@ import aiohttp
 import numpy as np
 import pytest
 
-from moshi_backend.engines.base import EngineError, EngineInfo
+from moshi_backend.engines.base import Engine, EngineError, EngineInfo
 from moshi_backend.engines.loopback import LoopbackEngine, LoopbackSession
 from moshi_backend.main import serve
 from moshi_backend.settings import BackendSettings, EngineName
 from moshi_backend.testing import backend_in_loop, ogg_pages, tone
-from moshi_protocol.client import ChatClient
+from moshi_protocol.client import ChatClient, ChatClosed
 from moshi_protocol.messages import FRAME_SAMPLES, CloseCode, MessageKind
 from moshi_protocol.opus import OpusFrameDecoder, Pcm
 from moshi_protocol.params import ChatParams
@@ -236,20 +236,27 @@ async def test_serve_exports_the_conversation_trace_its_metrics_and_logs(
     assert not [r for r in logs if "persona no exported" in f"{r.body}{r.attributes}"]
 
 
-async def test_a_rejected_request_ends_its_trace_at_the_parameter_check() -> None:
+async def _ended_by_the_server(
+    engine: Engine, query: dict[str, str]
+) -> tuple[ChatClosed, list[SpanSeen]]:
+    """One conversation the server ends by itself; how it closed, and the spans it exported."""
     with fake_collector() as collector:
         handle = await asyncio.to_thread(setup_telemetry, "moshi-backend", collector.endpoint)
         try:
-            async with backend_in_loop(LoopbackEngine(), tracer=handle.tracer) as backend:
-                async with ChatClient.connect(backend.chat_url, {"seed": "soon"}) as client:
+            async with backend_in_loop(engine, tracer=handle.tracer) as backend:
+                async with ChatClient.connect(backend.chat_url, query) as client:
                     closed = await client.closed_reason()
                 await backend.wait_idle()
         finally:
             await asyncio.to_thread(handle.shutdown)
         exports = collector.snapshot()
     wait_for_telemetry_threads_to_end()
+    return closed, spans_in(exports)
+
+
+async def test_a_rejected_request_ends_its_trace_at_the_parameter_check() -> None:
+    closed, spans = await _ended_by_the_server(LoopbackEngine(), {"seed": "soon"})
     assert closed.reason is not None and "bad seed" in closed.reason
-    spans = spans_in(exports)
     (conversation,) = (s for s in spans if s.name == "moshi.conversation")
     assert (
         conversation.attributes["outcome"] == "rejected" and "voice" not in conversation.attributes
@@ -293,19 +300,8 @@ class _FailingPromptEngine(LoopbackEngine):
 
 
 async def test_an_engine_error_is_the_status_of_the_conversation_and_of_its_phase() -> None:
-    with fake_collector() as collector:
-        handle = await asyncio.to_thread(setup_telemetry, "moshi-backend", collector.endpoint)
-        try:
-            async with backend_in_loop(_FailingPromptEngine(), tracer=handle.tracer) as backend:
-                async with ChatClient.connect(backend.chat_url) as client:
-                    closed = await client.closed_reason()
-                await backend.wait_idle()
-        finally:
-            await asyncio.to_thread(handle.shutdown)
-        exports = collector.snapshot()
-    wait_for_telemetry_threads_to_end()
+    closed, spans = await _ended_by_the_server(_FailingPromptEngine(), {})
     assert closed.close_code == CloseCode.INTERNAL_ERROR
-    spans = spans_in(exports)
     (conversation,) = (s for s in spans if s.name == "moshi.conversation")
     assert conversation.attributes["outcome"] == "error"
     assert conversation.status_code == _ERROR
