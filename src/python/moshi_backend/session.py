@@ -74,12 +74,7 @@ class ChatSession:
         self._max_pending = max_pending_frames
         self._wakeup = asyncio.Event()
         self._dropped = 0
-        self._processed = 0
         self._dropped_logged_at = 0.0
-
-    @property
-    def frames_processed(self) -> int:
-        return self._processed
 
     async def run(self) -> None:
         """Handshake once the engine session is ready, then converse until the client goes.
@@ -242,7 +237,6 @@ class ChatSession:
             seconds = time.perf_counter() - started
             self._metrics.frame_seconds.observe(seconds)
             self._trace.frame_done(seconds, late=time.monotonic() - arrived > FRAME_SECONDS)
-            self._processed += 1
             if audio:
                 await self.send(MessageKind.AUDIO, audio)
                 self._metrics.frames_out.inc()
