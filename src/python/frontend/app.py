@@ -18,12 +18,19 @@ from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool, backends_of
 from frontend.backend_watcher import watch_backend
 from frontend.log_broadcast import LogBroadcast, LogBroadcastHandler
+from frontend.relay_metrics import RelayMetrics
 from frontend.routes import router
 from frontend.routes.pages import STATIC_DIR
 from frontend.settings import FrontendSettings
 from frontend.state import AppState
+from moshi_protocol.privacy import RedactChatQueries
 from stack_telemetry.otel import setup_telemetry
+from stack_telemetry.process_metrics import register_process_metrics
 from stack_ui import THEME_DIR
+
+# The orchestrator's name for this resource (orchestrator.events.FRONTEND): its dashboard files
+# what this service exports under it.
+FRONTEND_SERVICE_NAME = "frontend"
 
 
 class RevalidatingStaticFiles(StaticFiles):
@@ -57,15 +64,28 @@ def create_app(settings: FrontendSettings, logs: LogBroadcast | None = None) -> 
         backend_ssl = settings.backend_ssl()
         # The collector probe blocks up to 2 s, the final export a few: both off the loop.
         telemetry = await asyncio.to_thread(
-            setup_telemetry, "frontend", settings.otel_exporter_otlp_endpoint
+            setup_telemetry,
+            FRONTEND_SERVICE_NAME,
+            settings.otel_exporter_otlp_endpoint,
+            metric_export_interval_ms=settings.otel_metric_export_interval,
+            # Records that reach the root logger may carry a relay URL with the persona.
+            log_filters=[RedactChatQueries()],
         )
+        register_process_metrics(telemetry.meter)
         async with httpx.AsyncClient(
             verify=backend_ssl, headers=settings.backend_headers()
         ) as http:
             backend_client = BackendClient(settings.moshi_backend_url, http)
             pool = BackendPool(backends_of(settings), http)
             app.state.frontend = AppState(
-                settings, logs, http, backend_client, pool, telemetry.tracer, backend_ssl
+                settings,
+                logs,
+                http,
+                backend_client,
+                pool,
+                telemetry.tracer,
+                backend_ssl,
+                RelayMetrics(telemetry.meter),
             )
             watcher = asyncio.create_task(
                 watch_backend(backend_client, settings.backend_poll_interval_s)

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from fastapi import WebSocket
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from moshi_protocol.messages import CloseCode, MessageKind, ProtocolError, encode
@@ -24,6 +25,15 @@ _CONNECT_TIMEOUT_S = 10.0
 _SEND_TIMEOUT_S = 10.0
 _HEARTBEAT_S = 10.0
 _MAX_MESSAGE_BYTES = 1 << 20
+_PROPAGATOR = TraceContextTextMapPropagator()
+# The backend's close codes as the backend's outcome vocabulary (server.py); others: error.
+_OUTCOME_OF_CLOSE: dict[int, str] = {
+    CloseCode.NORMAL: "completed",
+    CloseCode.TRY_AGAIN_LATER: "busy",
+    CloseCode.POLICY_VIOLATION: "rejected",
+    CloseCode.UNSUPPORTED_DATA: "rejected",
+    CloseCode.MESSAGE_TOO_BIG: "rejected",
+}
 
 
 @dataclass
@@ -32,6 +42,12 @@ class RelayStats:
     to_browser_bytes: int = 0
     close_code: int | None = None
     close_reason: str = ""
+    # How the relay ended, in the backend's words: completed, client_gone, busy, rejected, error.
+    outcome: str = ""
+
+    def ended(self, outcome: str) -> None:
+        """The first side to end decides the outcome."""
+        self.outcome = self.outcome or outcome
 
 
 async def _refuse(browser: WebSocket, reason: str, code: CloseCode) -> None:
@@ -47,6 +63,7 @@ async def _browser_to_backend(
         message = await browser.receive()
         if message["type"] == "websocket.disconnect":
             stats.close_code = stats.close_code or int(message.get("code", 1000))
+            stats.ended("client_gone")
             return
         data, text = message.get("bytes"), message.get("text")
         if data is not None:
@@ -69,6 +86,7 @@ async def _backend_to_browser(
         else:  # CLOSE, CLOSED, ERROR: the backend ended the conversation
             stats.close_code = backend.close_code or CloseCode.GOING_AWAY
             stats.close_reason = str(message.extra or "") if message.extra else ""
+            stats.ended(_OUTCOME_OF_CLOSE.get(stats.close_code, "error"))
             return
 
 
@@ -86,17 +104,21 @@ async def relay(
     except ProtocolError as error:
         await _refuse(browser, error.reason, error.close_code)
         stats.close_code = error.close_code
+        stats.ended("rejected")
         return stats
 
     url = f"{backend_chat_url}?{urlencode(params.query())}"
     timeout = aiohttp.ClientTimeout(total=None, connect=_CONNECT_TIMEOUT_S)
     started = time.monotonic()
+    headers = dict(backend_headers)
+    # The current span (the route's frontend.proxy) as traceparent/tracestate.
+    _PROPAGATOR.inject(headers)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         try:
             backend = await http.ws_connect(
                 url,
                 ssl=backend_ssl,
-                headers=backend_headers,
+                headers=headers,
                 heartbeat=_HEARTBEAT_S,
                 max_msg_size=_MAX_MESSAGE_BYTES,
             )
@@ -105,6 +127,8 @@ async def relay(
             log.warning("proxy: %s", reason)
             await _refuse(browser, reason, CloseCode.TRY_AGAIN_LATER)
             stats.close_code = CloseCode.TRY_AGAIN_LATER
+            stats.close_reason = reason
+            stats.ended("error")
             return stats
         log.info("proxy session opened (voice %s)", params.voice_prompt)
         tasks = {
@@ -118,6 +142,7 @@ async def relay(
             await asyncio.gather(*pending, return_exceptions=True)
             for task in done:
                 if task.exception() is not None:
+                    stats.ended("error")
                     log.warning("proxy relay ended: %r", task.exception())
         finally:
             # Both sides go when either goes; the browser learns the backend's close code.

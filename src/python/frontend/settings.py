@@ -53,6 +53,8 @@ class FrontendSettings(BaseSettings):
     app_logs_stream: LogsStream = LogsStream.LOOPBACK
     backend_poll_interval_s: float = Field(default=5.0, gt=0, le=300)
     otel_exporter_otlp_endpoint: str | None = None
+    # Milliseconds between metric exports (the SDK's variable); unset: stack_telemetry's 2000.
+    otel_metric_export_interval: int | None = Field(default=None, ge=100, le=3_600_000)
     # Pages of other origins that may open /proxy/moshi and /ws/logs (comma-separated); the
     # frontend's own pages always may.
     moshi_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()

@@ -5,7 +5,14 @@ from pydantic import ValidationError
 
 from frontend.settings import FrontendSettings
 
-_VARS = ("APP_PORT", "MOSHI_HOST", "MOSHI_PORT", "MOSHI_USE_SSL", "MOSHI_WS_URL")
+_VARS = (
+    "APP_PORT",
+    "MOSHI_HOST",
+    "MOSHI_PORT",
+    "MOSHI_USE_SSL",
+    "MOSHI_WS_URL",
+    "OTEL_METRIC_EXPORT_INTERVAL",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -35,12 +42,23 @@ def test_explicit_websocket_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("APP_PORT", "70000"), ("MOSHI_WS_URL", "http://localhost:8998/api/chat")],
+    [
+        ("APP_PORT", "70000"),
+        ("MOSHI_WS_URL", "http://localhost:8998/api/chat"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "soon"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
+    ],
 )
 def test_rejects_bad_values(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
         FrontendSettings()
+
+
+def test_metric_export_interval_is_the_sdks_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert FrontendSettings().otel_metric_export_interval is None  # stack_telemetry's 2000 ms
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "5000")
+    assert FrontendSettings().otel_metric_export_interval == 5000
 
 
 def test_backend_url_follows_the_websocket_url(monkeypatch: pytest.MonkeyPatch) -> None:

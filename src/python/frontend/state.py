@@ -11,6 +11,7 @@ from opentelemetry import trace
 from frontend.backend_client import BackendClient
 from frontend.backend_pool import BackendPool
 from frontend.log_broadcast import LogBroadcast
+from frontend.relay_metrics import RelayMetrics
 from frontend.settings import FrontendSettings
 
 
@@ -24,3 +25,4 @@ class AppState:
     tracer: trace.Tracer
     # How the backend's TLS is verified (the pinned certificate, or the system's authorities).
     backend_ssl: ssl.SSLContext | bool
+    relay_metrics: RelayMetrics

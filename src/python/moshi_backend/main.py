@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
-from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from moshi_backend.access_log import QuietPollsAccessLogger
@@ -19,12 +18,17 @@ from moshi_backend.engines.base import EngineError
 from moshi_backend.engines.selection import create_engine
 from moshi_backend.server import ChatServer, ServerOptions
 from moshi_backend.settings import BackendSettings, DeviceChoice, EngineName, QuantizeChoice
-from moshi_protocol.privacy import redact_logging_handlers
+from moshi_protocol.privacy import RedactChatQueries, redact_logging_handlers
 from stack_settings.report import report_invalid_settings
-from stack_telemetry.otel import setup_telemetry
+from stack_telemetry.otel import TelemetryHandle, setup_telemetry
+from stack_telemetry.process_metrics import register_process_metrics
 from stack_tls.certificates import server_ssl_context
 
 log = logging.getLogger("moshi_backend")
+
+# The orchestrator's name for this resource (orchestrator.events.BACKEND): its dashboard files
+# what this service exports under it.
+BACKEND_SERVICE_NAME = "moshi-backend"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,17 +117,27 @@ def server_options(settings: BackendSettings) -> ServerOptions:
 async def serve(settings: BackendSettings, stop: asyncio.Event) -> None:
     # Both block (the collector probe up to 2 s, the final export a few): off the loop.
     telemetry = await asyncio.to_thread(
-        setup_telemetry, "moshi-backend", settings.otel_exporter_otlp_endpoint
+        setup_telemetry,
+        BACKEND_SERVICE_NAME,
+        settings.otel_exporter_otlp_endpoint,
+        metric_export_interval_ms=settings.otel_metric_export_interval,
+        # The access log's request lines carry chat URLs with the persona in their query.
+        log_filters=[RedactChatQueries()],
     )
     try:
-        await _serve(settings, stop, telemetry.tracer)
+        await _serve(settings, stop, telemetry)
     finally:
         await asyncio.to_thread(telemetry.shutdown)
 
 
-async def _serve(settings: BackendSettings, stop: asyncio.Event, tracer: Tracer) -> None:
+async def _serve(
+    settings: BackendSettings, stop: asyncio.Event, telemetry: TelemetryHandle
+) -> None:
     engine = create_engine(settings)
-    server = ChatServer(engine, server_options(settings), tracer=tracer)
+    register_process_metrics(telemetry.meter)
+    server = ChatServer(
+        engine, server_options(settings), tracer=telemetry.tracer, meter=telemetry.meter
+    )
     app = web.Application()
     server.install(app)
     ssl_context = None

@@ -12,12 +12,15 @@ from enum import Enum
 from typing import Any
 
 from aiohttp import web
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from stack_threads.daemon import in_daemon_thread
 
+from moshi_backend.conversation_trace import ConversationTrace
 from moshi_backend.engines.base import Engine, EngineError
 from moshi_backend.metrics import ServerMetrics
-from moshi_backend.session import ChatSession, ClientGone, ConversationOver
+from moshi_backend.otel_metrics import OtelMetrics
+from moshi_backend.session import ChatSession
+from moshi_backend.session_errors import ClientGone, ConversationOver
 from moshi_protocol.messages import (
     MAX_MESSAGE_BYTES,
     CloseCode,
@@ -64,11 +67,17 @@ class ChatServer:
         engine: Engine,
         options: ServerOptions | None = None,
         tracer: trace.Tracer | None = None,
+        meter: metrics.Meter | None = None,
     ) -> None:
         self.engine = engine
         self._tracer = tracer if tracer is not None else trace.NoOpTracer()
         self.options = options or ServerOptions()
         self.metrics = ServerMetrics()
+        self.otel_metrics = OtelMetrics(
+            meter if meter is not None else metrics.NoOpMeter("off"),
+            self.metrics,
+            lambda: self._active,
+        )
         engine.observe_steps(self.metrics.record_step)
         info = engine.info
         # Made once the engine has loaded and knows its capacity: every conversation holds at
@@ -184,51 +193,122 @@ class ChatServer:
         if refusal := api_key_refusal(request.headers, self.options.api_key):
             log.info("refused an upgrade without the API key")
             raise web.HTTPUnauthorized(text=refusal)
-        await ws.prepare(request)
-        self._sockets.add(ws)
         label = f"session-{next(self._session_ids)}"
-        # Ending a span only queues it: the export runs on the span processor's thread.
-        span = self._tracer.start_span("moshi.chat", attributes={"session": label, "frames": 0})
+        conversation = ConversationTrace(
+            self._tracer, self.otel_metrics.step_ms, request.headers, label
+        )
+        with conversation.current():
+            await self._chat(ws, request, conversation)
+        return ws
+
+    async def _chat(
+        self, ws: web.WebSocketResponse, request: web.Request, conversation: ConversationTrace
+    ) -> None:
+        label = conversation.label
         try:
-            await self._converse(ws, request, label, span)
-            self._record_outcome(span, "completed")
+            with conversation.phase("moshi.upgrade"):
+                await ws.prepare(request)
+        except BaseException:
+            conversation.end(None)
+            raise
+        self._sockets.add(ws)
+        # The code this server closes with; None: the client's close or none at all.
+        code: CloseCode | None = None
+        try:
+            await self._converse(ws, request, conversation)
+            self._record_outcome(conversation, "completed")
         except ProtocolError as error:
             outcome = "busy" if error.close_code is CloseCode.TRY_AGAIN_LATER else "rejected"
-            self._record_outcome(span, outcome)
+            self._record_outcome(conversation, outcome)
             log.info("%s: %s", label, error.reason)
-            await self._close_with_error(ws, error.reason, error.close_code)
+            code = error.close_code
+            conversation.begin_close()
+            await self._close_with_error(ws, error.reason, code)
         except ConversationOver as error:
-            self._record_outcome(span, error.outcome)
+            self._record_outcome(conversation, error.outcome)
             log.info("%s: %s", label, error.reason)
-            await self._close_with_error(ws, error.reason, CloseCode.NORMAL)
+            code = CloseCode.NORMAL
+            conversation.begin_close()
+            await self._close_with_error(ws, error.reason, code)
         except ClientGone as error:
-            self._record_outcome(span, "client_gone")
+            self._record_outcome(conversation, "client_gone")
             log.info("%s: client gone (%s)", label, error)
         except (EngineError, TimeoutError) as error:
-            self._record_outcome(span, "error")
+            self._record_outcome(conversation, "error", f"engine error: {error}")
             log.error("%s: engine failure: %s", label, error)
-            await self._close_with_error(ws, f"engine error: {error}", CloseCode.INTERNAL_ERROR)
+            code = CloseCode.INTERNAL_ERROR
+            conversation.begin_close()
+            await self._close_with_error(ws, f"engine error: {error}", code)
         finally:
             self._sockets.discard(ws)
+            conversation.begin_close()
             try:
                 if not ws.closed:
                     await ws.close()
             finally:
-                span.end()
-        return ws
+                conversation.end(code or ws.close_code)
 
-    def _record_outcome(self, span: trace.Span, outcome: str) -> None:
+    def _record_outcome(
+        self, conversation: ConversationTrace, outcome: str, error: str | None = None
+    ) -> None:
         # One place, so that the metrics and the traces cannot disagree on an outcome.
         self.metrics.sessions.labels(outcome).inc()
-        span.set_attribute("outcome", outcome)
+        conversation.record_outcome(outcome, error)
 
     async def _converse(
-        self, ws: web.WebSocketResponse, request: web.Request, label: str, span: trace.Span
+        self, ws: web.WebSocketResponse, request: web.Request, conversation: ConversationTrace
     ) -> None:
+        info, label = self.engine.info, conversation.label
+        with conversation.phase("moshi.params"):
+            # An engine without voice prompts (Kyutai's Moshi) checks only the parameter's form.
+            params = parse_chat_params(request.query, info.voices or None)
+        conversation.span.set_attribute("voice", params.voice_prompt)
+        loop = asyncio.get_running_loop()
+        with conversation.phase("moshi.slot_wait"):
+            executor = self._admit()
+            try:
+                log.info(
+                    "%s: start (voice %s, %d/%d)",
+                    label,
+                    params.voice_prompt,
+                    self._active,
+                    info.capacity,
+                )
+                # Claims a slot and queues the persona prompt; the session waits for it below.
+                engine_session = await loop.run_in_executor(
+                    executor, self.engine.start_session, params
+                )
+            except BaseException:
+                self._leave(label)
+                raise
+        try:
+            session = ChatSession(
+                ws,
+                engine_session,
+                self.metrics,
+                executor,
+                conversation,
+                max_pending_frames=self.options.max_pending_frames,
+                send_timeout_s=self.options.send_timeout_s,
+                start_timeout_s=self.options.session_start_timeout_s,
+                idle_timeout_s=self.options.idle_timeout_s,
+                max_conversation_s=self._conversation_limit(),
+                label=label,
+                compute_inline=info.light_steps,
+                persona_prompt=info.persona_prompts,
+            )
+            try:
+                await session.run()
+            finally:
+                conversation.begin_close()
+                # Every way out (client gone, error, timeout, shutdown) frees the slot here.
+                await loop.run_in_executor(executor, engine_session.close)
+        finally:
+            self._leave(label)
+
+    def _admit(self) -> ThreadPoolExecutor:
+        """Take one of the server's conversation places, or say why not (ProtocolError)."""
         info = self.engine.info
-        # An engine without voice prompts (Kyutai's Moshi) checks only the parameter's form.
-        params = parse_chat_params(request.query, info.voices or None)
-        span.set_attribute("voice", params.voice_prompt)
         if self._status is not Status.READY:
             reason = self._error or (
                 f"loading ({self._stage}, {self._progress:.0%}); try again shortly"
@@ -244,36 +324,12 @@ class ChatServer:
         assert executor is not None  # made when the engine became ready
         self._active += 1
         self.metrics.sessions_active.set(self._active)
-        loop = asyncio.get_running_loop()
-        log.info(
-            "%s: start (voice %s, %d/%d)", label, params.voice_prompt, self._active, info.capacity
-        )
-        try:
-            # Claims a slot and queues the persona prompt; the session waits for it below.
-            engine_session = await loop.run_in_executor(executor, self.engine.start_session, params)
-            session = ChatSession(
-                ws,
-                engine_session,
-                self.metrics,
-                executor,
-                max_pending_frames=self.options.max_pending_frames,
-                send_timeout_s=self.options.send_timeout_s,
-                start_timeout_s=self.options.session_start_timeout_s,
-                idle_timeout_s=self.options.idle_timeout_s,
-                max_conversation_s=self._conversation_limit(),
-                label=label,
-                compute_inline=info.light_steps,
-            )
-            try:
-                await session.run()
-            finally:
-                span.set_attribute("frames", session.frames_processed)
-                # Every way out (client gone, error, timeout, shutdown) frees the slot here.
-                await loop.run_in_executor(executor, engine_session.close)
-        finally:
-            self._active -= 1
-            self.metrics.sessions_active.set(self._active)
-            log.info("%s: end", label)
+        return executor
+
+    def _leave(self, label: str) -> None:
+        self._active -= 1
+        self.metrics.sessions_active.set(self._active)
+        log.info("%s: end", label)
 
     def _conversation_limit(self) -> float | None:
         limit = self.options.max_conversation_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -10,9 +11,18 @@ from concurrent.futures import Executor
 
 from aiohttp import WSMsgType, web
 
+from moshi_backend.conversation_trace import ConversationTrace
 from moshi_backend.engines.base import EngineError, EngineSession, Pcm, StepResult
 from moshi_backend.metrics import ServerMetrics
-from moshi_protocol.messages import CloseCode, MessageKind, ProtocolError, decode, encode
+from moshi_backend.session_errors import ClientGone, ConversationOver
+from moshi_protocol.messages import (
+    FRAME_SECONDS,
+    CloseCode,
+    MessageKind,
+    ProtocolError,
+    decode,
+    encode,
+)
 from moshi_protocol.opus import OpusEncoder, OpusFrameDecoder
 
 log = logging.getLogger(__name__)
@@ -25,19 +35,6 @@ _IDLE_POLL_S = 1.0
 _INLINE_DECODE_BYTES = 4096
 
 
-class ClientGone(Exception):
-    """The client stopped reading or vanished; nothing more can be sent to it."""
-
-
-class ConversationOver(Exception):
-    """The server ends the conversation (idle client, time limit); the reason goes to the client."""
-
-    def __init__(self, reason: str, outcome: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.outcome = outcome
-
-
 class ChatSession:
     def __init__(
         self,
@@ -45,6 +42,7 @@ class ChatSession:
         engine_session: EngineSession,
         metrics: ServerMetrics,
         executor: Executor,
+        trace: ConversationTrace,
         *,
         max_pending_frames: int,
         send_timeout_s: float,
@@ -53,11 +51,14 @@ class ChatSession:
         max_conversation_s: float | None = None,
         label: str,
         compute_inline: bool = False,
+        persona_prompt: bool = False,
     ) -> None:
         self._ws = ws
         self._engine = engine_session
         self._metrics = metrics
         self._executor = executor
+        self._trace = trace
+        self._persona_prompt = persona_prompt
         self._send_timeout_s = send_timeout_s
         self._start_timeout_s = start_timeout_s
         self._idle_timeout_s = idle_timeout_s
@@ -68,16 +69,12 @@ class ChatSession:
         self._decoder = OpusFrameDecoder()
         self._encoder = OpusEncoder()
         # Bounded: when the engine falls behind, the oldest audio goes, so latency cannot grow.
-        self._pending: deque[Pcm] = deque()
+        # Each frame with its arrival time: answered a frame period later or more, it is late.
+        self._pending: deque[tuple[Pcm, float]] = deque()
         self._max_pending = max_pending_frames
         self._wakeup = asyncio.Event()
         self._dropped = 0
-        self._processed = 0
         self._dropped_logged_at = 0.0
-
-    @property
-    def frames_processed(self) -> int:
-        return self._processed
 
     async def run(self) -> None:
         """Handshake once the engine session is ready, then converse until the client goes.
@@ -90,17 +87,27 @@ class ChatSession:
         receiver = asyncio.create_task(self._receive(), name=f"{self._label}-receive")
         tasks = [receiver]
         try:
-            await self._until_ready(receiver)
-            await self.send(MessageKind.HANDSHAKE)
+            prompt = self._trace.phase("moshi.persona_prompt")
+            with prompt if self._persona_prompt else contextlib.nullcontext():
+                await self._until_ready(receiver)
+            with self._trace.phase("moshi.handshake"):
+                await self.send(MessageKind.HANDSHAKE)
             self._last_audio = time.monotonic()  # quiet time counts from the handshake
             for piece in self._engine.opening_text:
                 await self.send(MessageKind.TEXT, piece)
-            tasks.append(asyncio.create_task(self._work(), name=f"{self._label}-work"))
-            if self._idle_timeout_s or self._max_conversation_s:
-                tasks.append(asyncio.create_task(self._watch(), name=f"{self._label}-watch"))
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # re-raises ProtocolError / ClientGone
+            with self._trace.phase("moshi.frame_loop") as loop_span:
+                try:
+                    # Created inside the loop's span: what they log carries its ids.
+                    tasks.append(asyncio.create_task(self._work(), name=f"{self._label}-work"))
+                    if self._idle_timeout_s or self._max_conversation_s:
+                        tasks.append(
+                            asyncio.create_task(self._watch(), name=f"{self._label}-watch")
+                        )
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()  # re-raises ProtocolError / ClientGone
+                finally:
+                    self._trace.summarise(loop_span)
         finally:
             for task in tasks:
                 task.cancel()
@@ -194,6 +201,7 @@ class ChatSession:
             self._pending.popleft()
             self._dropped += 1
             self._metrics.frames_dropped.inc()
+            self._trace.frame_dropped()
             now = time.monotonic()
             if now - self._dropped_logged_at >= _DROP_LOG_INTERVAL_S:
                 self._dropped_logged_at = now
@@ -202,7 +210,7 @@ class ChatSession:
                     self._label,
                     self._dropped,
                 )
-        self._pending.append(frame)
+        self._pending.append((frame, time.monotonic()))
         self._wakeup.set()
 
     def _compute(self, frame: Pcm) -> tuple[StepResult, bytes]:
@@ -220,14 +228,15 @@ class ChatSession:
                         await self._wakeup.wait()
                 except TimeoutError:
                     continue
-            frame = self._pending.popleft()
+            frame, arrived = self._pending.popleft()
             started = time.perf_counter()
             if self._compute_inline:
                 result, audio = self._compute(frame)
             else:
                 result, audio = await loop.run_in_executor(self._executor, self._compute, frame)
-            self._metrics.frame_seconds.observe(time.perf_counter() - started)
-            self._processed += 1
+            seconds = time.perf_counter() - started
+            self._metrics.frame_seconds.observe(seconds)
+            self._trace.frame_done(seconds, late=time.monotonic() - arrived > FRAME_SECONDS)
             if audio:
                 await self.send(MessageKind.AUDIO, audio)
                 self._metrics.frames_out.inc()

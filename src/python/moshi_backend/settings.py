@@ -68,6 +68,8 @@ class BackendSettings(BaseSettings):
     # Required on /api/chat and /api/voices when set (the frontend's relay sends it).
     moshi_api_key: SecretStr | None = None
     otel_exporter_otlp_endpoint: str | None = None
+    # Milliseconds between metric exports (the SDK's variable); unset: stack_telemetry's 2000.
+    otel_metric_export_interval: int | None = Field(default=None, ge=100, le=3_600_000)
     hf_token: SecretStr | None = None
 
     @field_validator("moshi_allowed_origins", mode="before")

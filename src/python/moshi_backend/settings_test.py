@@ -41,12 +41,21 @@ def test_reads_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MOSHI_IDLE_TIMEOUT_S", "soon"),
         ("MOSHI_MAX_CONVERSATION_S", "-5"),
         ("MOSHI_QUANTIZE", "int4"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "soon"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "50"),
     ],
 )
 def test_rejects_bad_values(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
         BackendSettings()
+
+
+def test_metric_export_interval_is_the_sdks_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_METRIC_EXPORT_INTERVAL", raising=False)
+    assert BackendSettings().otel_metric_export_interval is None  # stack_telemetry's 2000 ms
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "5000")
+    assert BackendSettings().otel_metric_export_interval == 5000
 
 
 def test_quantize_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from moshi_backend.engines.base import Engine
 from moshi_backend.server import ChatServer, ServerOptions
@@ -58,12 +58,13 @@ async def backend_in_loop(
     *,
     load: bool = True,
     tracer: trace.Tracer | None = None,
+    meter: metrics.Meter | None = None,
 ) -> AsyncIterator[BackendInLoop]:
     """A ChatServer on a free loopback port, inside the test's own event loop.
 
     Not a subprocess: the test reaches the server's state (sessions, metrics) directly.
     """
-    server = ChatServer(engine, options, tracer=tracer)
+    server = ChatServer(engine, options, tracer=tracer, meter=meter)
     app = web.Application()
     server.install(app)
     http_server = TestServer(app, host="127.0.0.1", port=0)

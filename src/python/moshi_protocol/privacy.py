@@ -18,8 +18,9 @@ def redact_chat_queries(text: str) -> str:
 
 
 class RedactChatQueries(logging.Filter):
-    """For handlers: every record that passes has its chat queries cut, in its message and in
-    its arguments (uvicorn's access formatter reads the path from the arguments)."""
+    """For handlers: every record that passes has its chat queries cut, in its message, in its
+    arguments (uvicorn's access formatter reads the path from the arguments) and in its extra
+    attributes (aiohttp's access log adds the request line; OTLP log export sends extras)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
@@ -29,6 +30,9 @@ class RedactChatQueries(logging.Filter):
                 redact_chat_queries(value) if isinstance(value, str) else value
                 for value in record.args
             )
+        for name, value in vars(record).items():
+            if isinstance(value, str) and (CHAT_PATH in value or RELAY_PATH in value):
+                setattr(record, name, redact_chat_queries(value))
         return True
 
 

@@ -37,10 +37,17 @@ def test_the_filter_cuts_messages_and_arguments_of_any_logger() -> None:
             '%s - "%s %s HTTP/%s" %d', "1.2.3.4:5", "GET", f"/api/chat?p={CANARY}", "1.1", 101
         )
         logger.warning(f"WebSocket /proxy/moshi?text_prompt={CANARY}")
+        # aiohttp's access log: the request line also as an extra attribute of the record.
+        extra = {"first_request_line": f"GET /api/chat?p={CANARY} HTTP/1.1"}
+        with_extra = logger.makeRecord(
+            logger.name, logging.INFO, "f", 1, "line", (), None, extra=extra
+        )
+        handler.handle(with_extra)
     finally:
         logger.removeHandler(handler)
     assert CANARY not in stream.getvalue()
     assert stream.getvalue().count("(query not logged)") == 2
+    assert vars(with_extra)["first_request_line"] == "GET /api/chat?(query not logged) HTTP/1.1"
 
 
 def test_handlers_are_given_the_filter_once() -> None:

@@ -1,177 +1,124 @@
-"""OpenTelemetry tracing that is off unless a collector is configured and answers at startup.
+"""OpenTelemetry traces, metrics and logs that are off unless a collector answers at startup.
 
-The OTLP/HTTP exporter makes synchronous `requests` calls. A slow or unreachable collector must
+The OTLP/HTTP exporters make synchronous `requests` calls. A slow or unreachable collector must
 never stall an asyncio event loop (WebSocket timeouts, audio gaps, dropped connections), so:
 
-- no endpoint: tracing is off and nothing touches the network;
-- an endpoint that does not answer a HEAD within `probe_timeout_s`: tracing is off, with one log
-  line saying why;
-- otherwise spans go through a BatchSpanProcessor, whose own thread does the exports, each given
-  up after 2 s, so a collector that dies later costs dropped spans, not a blocked caller.
+- no endpoint: telemetry is off and nothing touches the network;
+- an endpoint that does not answer a HEAD within `probe_timeout_s`: telemetry is off, with one
+  log line saying why;
+- otherwise spans, metrics and log records go out from the SDK's own threads (pipelines.py),
+  each export given up after 2 s, so a collector that dies later costs dropped data, not a
+  blocked caller.
 
 `setup_telemetry()` and `TelemetryHandle.shutdown()` block (up to a few seconds): call them before
-the event loop starts or through `asyncio.to_thread`. Spans themselves are cheap to start and end
-on the loop: ending one only queues it.
+the event loop starts or through `asyncio.to_thread`. Spans, instruments and log calls are cheap
+on the loop: they only record in memory or queue.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
-import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit
 
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry import metrics, trace
+
+from stack_telemetry.log_bridge import attach_log_bridge, detach_log_bridge
+from stack_telemetry.pipelines import Pipelines, build_pipelines, signal_url
+from stack_telemetry.probe import PROBE_TIMEOUT_S, probe_collector
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_S = 2.0
-EXPORT_TIMEOUT_S = 2.0
 SHUTDOWN_TIMEOUT_S = 5.0
-_TRACES_PATH = "/v1/traces"
 
 
 @dataclass(frozen=True)
 class TelemetryHandle:
-    """What setup decided. `tracer` works either way: a no-op tracer when tracing is off."""
+    """What setup decided. `tracer` and `meter` work either way: no-ops when telemetry is off."""
 
     enabled: bool
     reason: str
     tracer: trace.Tracer
-    # Not installed as the global provider: the services take `tracer` as an argument, and a
-    # process-wide provider can be set only once, which would couple tests to each other.
-    provider: TracerProvider | None = None
+    meter: metrics.Meter
+    pipelines: Pipelines | None = None
+    log_handler: logging.Handler | None = None
 
     @classmethod
     def disabled(cls, reason: str) -> TelemetryHandle:
-        return cls(enabled=False, reason=reason, tracer=trace.NoOpTracer())
+        return cls(
+            enabled=False, reason=reason, tracer=trace.NoOpTracer(), meter=metrics.NoOpMeter("off")
+        )
 
     def shutdown(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> bool:
-        """Export what is queued and stop the export thread; False if that took over timeout_s.
+        """Export what is queued (spans, a last metric collection, log records) and stop the
+        export threads; False if that took over timeout_s.
 
-        Blocks up to timeout_s. The SDK's own shutdown waits up to 30 s for its thread, so it runs
-        on a daemon thread that is abandoned, not waited for, past the deadline.
+        Blocks up to timeout_s in all. The SDK's shutdowns wait up to 30 s each, so the three
+        run at once on daemon threads that are abandoned, not waited for, past the deadline.
         """
-        if self.provider is None:
+        if self.log_handler is not None:
+            detach_log_bridge(self.log_handler)  # records logged from now on are not queued
+        if self.pipelines is None:
             return True
-        stopper = threading.Thread(
-            target=self.provider.shutdown, name="telemetry-shutdown", daemon=True
-        )
-        stopper.start()
-        stopper.join(timeout_s)
-        if stopper.is_alive():
+        pipelines = self.pipelines
+        deadline = time.monotonic() + timeout_s
+        stoppers = [
+            threading.Thread(target=stop, name="telemetry-shutdown", daemon=True)
+            for stop in (
+                pipelines.tracer_provider.shutdown,
+                lambda: pipelines.meter_provider.shutdown(timeout_millis=timeout_s * 1000),
+                pipelines.logger_provider.shutdown,
+            )
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(max(deadline - time.monotonic(), 0.0))
+        if any(stopper.is_alive() for stopper in stoppers):
             log.warning(
-                "telemetry: shutdown gave up after %.1f s; unexported spans are lost", timeout_s
+                "telemetry: shutdown gave up after %.1f s; unexported data is lost", timeout_s
             )
             return False
         return True
 
 
-def traces_url(endpoint: str) -> str:
-    """OTEL_EXPORTER_OTLP_ENDPOINT is the collector's base URL; traces go to /v1/traces on it."""
-    return endpoint.rstrip("/") + _TRACES_PATH
-
-
 def setup_telemetry(
-    service_name: str, endpoint: str | None, *, probe_timeout_s: float = PROBE_TIMEOUT_S
+    service_name: str,
+    endpoint: str | None,
+    *,
+    metric_export_interval_ms: int | None = None,
+    log_filters: Sequence[logging.Filter] = (),
+    probe_timeout_s: float = PROBE_TIMEOUT_S,
 ) -> TelemetryHandle:
-    """Tracing for one service, or a disabled handle. Blocks up to probe_timeout_s (the probe)."""
+    """Traces, metrics and logs for one service, or a disabled handle.
+
+    One probe decides for all three. Blocks up to probe_timeout_s (the probe). While enabled, a
+    handler on the root logger exports INFO records and above that pass log_filters;
+    shutdown() removes it.
+    """
     if not endpoint:
         reason = "OTEL_EXPORTER_OTLP_ENDPOINT is not set"
         log.info("telemetry disabled: %s", reason)
         return TelemetryHandle.disabled(reason)
-    url = traces_url(endpoint)
-    problem = probe_collector(url, probe_timeout_s)
+    problem = probe_collector(signal_url(endpoint, "traces"), probe_timeout_s)
     if problem is not None:
         reason = f"OTLP collector at {endpoint} is unreachable: {problem}"
         log.warning(
-            "telemetry disabled: %s; no spans will be exported "
+            "telemetry disabled: %s; no traces, metrics or logs will be exported "
             "(start the collector or unset OTEL_EXPORTER_OTLP_ENDPOINT, then restart)",
             reason,
         )
         return TelemetryHandle.disabled(reason)
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service_name}),
-        # shutdown() is ours to call, bounded; the SDK's exit hook would wait up to 30 s.
-        shutdown_on_exit=False,
-    )
-    provider.add_span_processor(
-        BatchSpanProcessor(
-            # The exporter's timeout is what bounds each export (its retries included): the
-            # processor's export_timeout_millis is accepted but not used by SDK 1.45.
-            OTLPSpanExporter(endpoint=url, timeout=EXPORT_TIMEOUT_S),
-            export_timeout_millis=EXPORT_TIMEOUT_S * 1000,
-        )
-    )
-    log.info("telemetry enabled: %s exports spans to %s", service_name, url)
+    pipelines = build_pipelines(service_name, endpoint, metric_export_interval_ms)
+    handler = attach_log_bridge(pipelines.logger_provider, log_filters)
+    log.info("telemetry enabled: %s exports traces, metrics and logs to %s", service_name, endpoint)
     return TelemetryHandle(
         enabled=True,
         reason=f"OTLP collector at {endpoint} answered",
-        tracer=provider.get_tracer(service_name),
-        provider=provider,
+        tracer=pipelines.tracer_provider.get_tracer(service_name),
+        meter=pipelines.meter_provider.get_meter(service_name),
+        pipelines=pipelines,
+        log_handler=handler,
     )
-
-
-def probe_collector(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
-    """None if an HTTP server answers a HEAD of url within timeout_s, else what went wrong.
-
-    Any status counts as an answer (a collector says 405 to HEAD): the point is that it responds
-    in time. Blocks the calling thread up to timeout_s, name resolution included, which socket
-    timeouts alone do not bound: the request runs on a daemon thread that is waited for that long.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"not an http(s) URL: {url!r}"
-    outcome: list[str | None] = []
-    prober = threading.Thread(
-        target=lambda: outcome.append(_head(parts, timeout_s)),
-        name="telemetry-probe",
-        daemon=True,
-    )
-    prober.start()
-    prober.join(timeout_s)
-    if not outcome:
-        return f"no answer to HEAD {url} within {timeout_s:g} s"
-    return outcome[0]
-
-
-def _head(parts: SplitResult, timeout_s: float) -> str | None:
-    deadline = time.monotonic() + timeout_s
-    try:
-        host, port = parts.hostname or "", parts.port
-        if parts.scheme == "https":
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, port, timeout=timeout_s, context=_reachability_only_tls()
-            )
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
-        try:
-            connection.request("HEAD", parts.path or "/")
-            if connection.sock is not None:  # what is left of the deadline, not a fresh timeout
-                connection.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            connection.getresponse().close()
-        finally:
-            connection.close()
-    except TimeoutError:
-        return f"no answer to HEAD {parts.geturl()} within {timeout_s:g} s"
-    # ValueError: a bad port or host name (IDNA) in the URL.
-    except (OSError, http.client.HTTPException, ValueError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
-def _reachability_only_tls() -> ssl.SSLContext:
-    # The probe sends nothing and only asks whether the collector answers in time. Whether to
-    # trust it is the exporter's decision, with the CA it is configured with (which may be a
-    # private one this context would not know).
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context

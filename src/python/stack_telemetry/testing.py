@@ -21,15 +21,21 @@ class ReceivedExport:
     path: str
     body: bytes
     arrived_at: float  # time.monotonic()
+    content_encoding: str = ""
     # When the exporter hung up on a held request (its own timeout); None while it waits.
     abandoned_at: float | None = None
 
 
 class FakeCollector:
-    """Answers HEAD (405, as a real collector does); answers POSTs with 200, or holds them."""
+    """Answers HEAD (405, as a real collector does); answers POSTs with 200, or holds them.
 
-    def __init__(self, *, hold_exports: bool) -> None:
+    With keep=False it answers and forgets (a benchmark's sink), counting what came.
+    """
+
+    def __init__(self, *, hold_exports: bool, keep: bool = True) -> None:
         self.hold_exports = hold_exports
+        self.keep = keep
+        self.posts = 0
         self.heads = 0
         self.exports: list[ReceivedExport] = []
         self.lock = threading.Lock()
@@ -63,8 +69,8 @@ class FakeCollector:
 
 
 @contextmanager
-def fake_collector(*, hold_exports: bool = False) -> Iterator[FakeCollector]:
-    collector = FakeCollector(hold_exports=hold_exports)
+def fake_collector(*, hold_exports: bool = False, keep: bool = True) -> Iterator[FakeCollector]:
+    collector = FakeCollector(hold_exports=hold_exports, keep=keep)
     collector.start()
     try:
         yield collector
@@ -91,9 +97,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         collector = self.server.collector
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        export = ReceivedExport(self.path, body, time.monotonic())
+        encoding = self.headers.get("Content-Encoding", "")
+        export = ReceivedExport(self.path, body, time.monotonic(), encoding)
         with collector.lock:
-            collector.exports.append(export)
+            collector.posts += 1
+            if collector.keep:
+                collector.exports.append(export)
         if collector.hold_exports:
             self._hold(export)
             self.close_connection = True
@@ -125,7 +134,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # The threads the SDK and stack_telemetry.otel start; a test waits for them to end.
-TELEMETRY_THREADS = ("OtelBatchSpanRecordProcessor", "telemetry-probe", "telemetry-shutdown")
+TELEMETRY_THREADS = (
+    "OtelBatch",  # the span and the log record processors
+    "OtelPeriodicExportingMetricReader",
+    "telemetry-probe",
+    "telemetry-shutdown",
+)
 
 
 def wait_for_telemetry_threads_to_end(timeout_s: float = 10.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from frontend.deps import PoolDep, StateDep, TracerDep
 from frontend.proxy import relay
@@ -20,11 +21,22 @@ async def proxy_moshi(
         await refuse_upgrade(websocket, refusal)
         return
     backend = await pool.pick()
-    # Ending the span only queues it; the export runs on the span processor's thread.
-    with tracer.start_as_current_span("frontend.proxy") as span:
+    # Ending the span only queues it; the export runs on the span processor's thread. The relay
+    # sends it to the backend as traceparent: the conversation's spans are its children.
+    with (
+        state.relay_metrics.relaying(),
+        tracer.start_as_current_span("frontend.proxy", kind=SpanKind.SERVER) as span,
+    ):
         stats = await relay(
             websocket, backend.chat_url, state.backend_ssl, state.settings.backend_headers()
         )
-        span.set_attribute("bytes_to_backend", stats.to_backend_bytes)
-        span.set_attribute("bytes_to_browser", stats.to_browser_bytes)
-        span.set_attribute("close_code", stats.close_code or 0)
+        span.set_attributes(
+            {
+                "bytes_to_backend": stats.to_backend_bytes,
+                "bytes_to_browser": stats.to_browser_bytes,
+                "close_code": stats.close_code or 0,
+                "outcome": stats.outcome,
+            }
+        )
+        if stats.outcome == "error":
+            span.set_status(Status(StatusCode.ERROR, stats.close_reason or "relay failed"))

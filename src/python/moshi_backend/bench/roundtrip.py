@@ -4,6 +4,10 @@ Both the backend (loopback engine, delay 0) and the floor (`floor_server`) run a
 this process plays N live microphones against each in turn and times every frame from the send
 of its Ogg page to the arrival of its 0x01 echo. Client and servers share the machine's cores,
 so the absolute numbers mean little; the server/floor ratio is the result.
+
+With --telemetry the two targets are the backend with telemetry on (traces, metrics and logs
+exported to a collector in this process that answers and forgets) and the same backend with
+telemetry off: the ratio is what telemetry costs.
 """
 
 from __future__ import annotations
@@ -15,19 +19,27 @@ from collections.abc import Sequence
 
 from moshi_backend.bench.roundtrip_clients import measure
 from moshi_backend.bench.roundtrip_report import (
+    FLOOR_COMPARISON,
     TARGET_RATIO,
+    TELEMETRY_COMPARISON,
     format_table,
     load_average,
     load_report,
     machine_line,
 )
-from moshi_backend.bench.roundtrip_targets import FLOOR, SERVER, BenchError, running_targets
+from moshi_backend.bench.roundtrip_targets import (
+    FLOOR,
+    SERVER,
+    BenchError,
+    running_targets,
+    telemetry_targets,
+)
 from moshi_backend.bench.roundtrip_times import RoundTrips, merged
 from moshi_backend.testing import ogg_pages, tone
 from moshi_protocol.messages import FRAME_SAMPLES
 
 
-def run_order(index: int, slices: int) -> list[str]:
+def run_order(index: int, slices: int, pair: tuple[str, str] = (SERVER, FLOOR)) -> list[str]:
     """Targets in A B B A order, flipped at every other session count.
 
     Each target gets early and late slots, so a load that drifts during the run (other work on
@@ -35,8 +47,8 @@ def run_order(index: int, slices: int) -> list[str]:
     """
     order: list[str] = []
     for slice_index in range(slices):
-        first_is_server = (index + slice_index) % 2 == 0
-        order += [SERVER, FLOOR] if first_is_server else [FLOOR, SERVER]
+        first_is_measured = (index + slice_index) % 2 == 0
+        order += list(pair) if first_is_measured else list(reversed(pair))
     return order
 
 
@@ -80,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
         help="an unmeasured run of each target at the largest count first (default 1)",
     )
     add("--ready-timeout", type=float, default=60.0, help="seconds for a server to start")
+    add(
+        "--telemetry",
+        action="store_true",
+        help=(
+            "compare the backend with telemetry on (to a collector in this process) against "
+            f"the backend with it off, target {TELEMETRY_COMPARISON.target_ratio}x, instead of "
+            "the backend against the floor"
+        ),
+    )
     return parser
 
 
@@ -102,16 +123,19 @@ async def run(args: argparse.Namespace) -> int:
     )
     load_at_start = load_average()
     rows: list[tuple[RoundTrips, RoundTrips, str]] = []
-    async with running_targets(max(args.sessions), args.ready_timeout) as targets:
+    comparison = TELEMETRY_COMPARISON if args.telemetry else FLOOR_COMPARISON
+    pair = (comparison.measured, comparison.baseline)
+    targets_of = telemetry_targets if args.telemetry else running_targets
+    async with targets_of(max(args.sessions), args.ready_timeout) as targets:
         warmup_pages = _pages(args.warmup_seconds)
         if warmup_pages:
             # First use costs once per process (worker threads, allocator growth, lazy imports);
             # it is not a per-frame cost, so neither target pays it inside the measurement.
-            for name in (SERVER, FLOOR):
+            for name in pair:
                 await measure(targets[name], max(args.sessions), warmup_pages, warmup_frames=0)
         for index, sessions in enumerate(args.sessions):
-            order = run_order(index, args.slices)
-            parts: dict[str, list[RoundTrips]] = {SERVER: [], FLOOR: []}
+            order = run_order(index, args.slices, pair)
+            parts: dict[str, list[RoundTrips]] = {name: [] for name in pair}
             for name in order:
                 part = await measure(
                     targets[name], sessions, pages, warmup_frames=args.warmup_frames
@@ -124,9 +148,9 @@ async def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-            letters = "".join(name[0].upper() for name in order)
-            rows.append((merged(parts[SERVER]), merged(parts[FLOOR]), letters))
-    print(format_table(rows))
+            letters = comparison.order_letters(order)
+            rows.append((merged(parts[pair[0]]), merged(parts[pair[1]]), letters))
+    print(format_table(rows, comparison))
     for line in load_report(load_at_start):
         print(line)
     if any(server.frames_lost or floor.frames_lost for server, floor, _ in rows):

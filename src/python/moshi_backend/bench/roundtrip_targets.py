@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moshi_backend.bench import floor_server
+from stack_telemetry.testing import fake_collector
 from testsupport.polling import GaveUp
 from testsupport.processes import free_port, process_under_test
 
 SERVER = "server"
 FLOOR = "floor"
+# The same backend with telemetry on (exporting to a collector in this process) and off.
+TELEMETRY_ON = "otel-on"
+TELEMETRY_OFF = "otel-off"
 _HOST = "127.0.0.1"
 # The backend's package, run with `-m`; its __main__ is a declared dependency in BUILD.
 _BACKEND_MODULE = "moshi_backend"
@@ -94,6 +98,29 @@ async def served(
         except GaveUp as error:
             raise BenchError(f"{name}: {error}") from None
         yield Target(name, base_url, server.process.pid, chat_path)
+
+
+@asynccontextmanager
+async def telemetry_targets(
+    max_sessions: int, ready_timeout_s: float = 60.0
+) -> AsyncIterator[dict[str, Target]]:
+    """The backend twice, ready: exporting traces, metrics and logs to a collector in this
+    process that answers and forgets, and with telemetry off; both terminated on the way out."""
+    on_port, off_port = free_port(_HOST), free_port(_HOST)
+    with fake_collector(keep=False) as sink:
+        # The on/off switch is the service's own setting (an empty endpoint is unset).
+        on_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+        off_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": ""}
+        on_command = backend_command(on_port, 2 * max_sessions)
+        off_command = backend_command(off_port, 2 * max_sessions)
+        async with (
+            served(TELEMETRY_ON, on_command, on_port, ready_timeout_s, env=on_env) as on,
+            served(TELEMETRY_OFF, off_command, off_port, ready_timeout_s, env=off_env) as off,
+        ):
+            yield {TELEMETRY_ON: on, TELEMETRY_OFF: off}
+        # Stopped, the backend has flushed what it had not exported yet: none means it was off.
+        if not sink.posts:
+            raise BenchError(f"{TELEMETRY_ON}: the collector received no export")
 
 
 @asynccontextmanager

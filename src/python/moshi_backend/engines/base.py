@@ -51,6 +51,8 @@ class EngineInfo:
     light_steps: bool = False
     # The longest conversation unless MOSHI_MAX_CONVERSATION_S says otherwise; None: no limit.
     max_conversation_s: float | None = None
+    # A session's `ready` waits for its persona prompt to run through the model (PersonaPlex).
+    persona_prompts: bool = False
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class ModelEngine(Engine):
             capacity=config.max_sessions or 1,
             voices=(),
             max_conversation_s=MAX_CONVERSATION_S,
+            persona_prompts=config.persona,
         )
 
     @property
