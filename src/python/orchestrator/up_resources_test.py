@@ -6,7 +6,9 @@ then both turn healthy."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,9 +22,10 @@ from orchestrator import events
 from orchestrator.conftest import SetVariables
 from orchestrator.dashboard import testing as dashboard
 from orchestrator.dashboard.server import Dashboard
+from orchestrator.dashboard.testing import loop_thread, running_hub
 from orchestrator.events import Event, ResourceState, StateChanged
 from orchestrator.health.probe import HealthAnswer, HttpProbe
-from orchestrator.hub import EventHub, StackState
+from orchestrator.hub import StackState
 from orchestrator.masking import Masker
 from orchestrator.processes.run_state import RunState
 from orchestrator.settings import load_settings
@@ -58,62 +61,20 @@ class Recorder:
         self.events.append(event)
 
 
-class StackThread(threading.Thread):
-    """`up` as commands/up.py composes it (dashboard, then the supervisor), on a loop of its own
-    while the test thread drives the browser."""
+@dataclass
+class HeldStack:
+    """`up` as commands/up.py composes it (dashboard, then the supervisor), on a loop thread
+    while the test's thread drives the browser."""
 
-    def __init__(self, probe: HeldHealth, run_state: RunState, dashboard_port: int) -> None:
-        super().__init__(name="up", daemon=True)
-        self.probe, self._run_state, self._port = probe, run_state, dashboard_port
-        self.recorder = Recorder()
-        self.ready = threading.Event()
-        self.url = ""
-        self.code: int | None = None
-        self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Future[int] | None = None
-
-    def run(self) -> None:
-        try:
-            self.code = asyncio.run(self._up())
-        except BaseException as error:  # reported by the test thread
-            self.error = error
-        finally:
-            self.ready.set()
-
-    async def _up(self) -> int:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = self._loop.create_future()
-        hub = EventHub()
-        hub.subscribe(self.recorder)
-        hub_task = asyncio.create_task(hub.run())
-        hub.bind()
-        seams = Seams(environ=dict(os.environ), probe=self.probe, python=sys.executable)
-        supervisor = Supervisor(load_settings(), hub, self._run_state, seams)
-        board = Dashboard(hub, supervisor.controls, Masker(), port=self._port, health_interval_s=1)
-        self.url = await board.start()
-        self.ready.set()
-        try:
-            return await supervisor.up(self._stopping)
-        finally:
-            await board.stop()
-            await hub.drain()
-            hub_task.cancel()
-
-    @staticmethod
-    def _signal(stop: asyncio.Future[int], signal_number: int) -> None:
-        if not stop.done():
-            stop.set_result(signal_number)
-
-    def stop(self, signal_number: int = 15) -> None:
-        loop, stop = self._loop, self._stopping
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._signal, stop, signal_number)
-        self.join(timeout=60)
+    url: str
+    probe: HeldHealth
+    recorder: Recorder
+    up: concurrent.futures.Future[int]
+    stop: asyncio.Future[int]
 
 
 @pytest.fixture
-def held_stack(stack_environment: SetVariables, tmp_path: Path) -> Iterator[StackThread]:
+def held_stack(stack_environment: SetVariables, tmp_path: Path) -> Iterator[HeldStack]:
     project, backend_port = unique_project(), free_port()
     stack_environment(
         PERSONAPLEX_PROJECT=project,
@@ -126,15 +87,30 @@ def held_stack(stack_environment: SetVariables, tmp_path: Path) -> Iterator[Stac
         DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock",
     )
     probe = HeldHealth(f"http://127.0.0.1:{backend_port}/")
-    stack = StackThread(probe, RunState(tmp_path / "state", project), free_port())
-    stack.start()
-    try:
-        assert stack.ready.wait(30) and stack.error is None, stack.error
-        yield stack
-    finally:
-        probe.released.set()
-        stack.stop()
-        assert project_processes(project) == []
+    recorder = Recorder()
+    seams = Seams(environ=dict(os.environ), probe=probe, python=sys.executable)
+    run_state = RunState(tmp_path / "state", project)
+
+    async def start() -> tuple[Dashboard, HeldStack]:
+        hub, _ = await running_hub()
+        hub.subscribe(recorder)
+        supervisor = Supervisor(load_settings(), hub, run_state, seams)
+        board = Dashboard(hub, supervisor.controls, Masker(), port=free_port())
+        url = await board.start()
+        stop: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        up = asyncio.run_coroutine_threadsafe(supervisor.up(stop), asyncio.get_running_loop())
+        return board, HeldStack(url, probe, recorder, up, stop)
+
+    with loop_thread() as thread:
+        board, held = thread.run(start())
+        try:
+            yield held
+        finally:
+            probe.released.set()
+            thread.loop.call_soon_threadsafe(held.stop.set_result, signal.SIGTERM)
+            assert held.up.result(60) == 128 + signal.SIGTERM
+            thread.run(board.stop())
+    assert project_processes(project) == []
 
 
 def _node(page: Page, resource: str) -> Locator:
@@ -142,7 +118,7 @@ def _node(page: Page, resource: str) -> Locator:
 
 
 def test_every_resource_is_listed_from_the_start_with_what_it_waits_for(
-    browser: Browser, held_stack: StackThread
+    browser: Browser, held_stack: HeldStack
 ) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     try:
