@@ -22,10 +22,10 @@ from orchestrator import events
 from orchestrator.conftest import SetVariables
 from orchestrator.dashboard import testing as dashboard
 from orchestrator.dashboard.server import Dashboard
-from orchestrator.dashboard.testing import loop_thread, running_hub
+from orchestrator.dashboard.testing import loop_thread
 from orchestrator.events import Event, ResourceState, StateChanged
 from orchestrator.health.probe import HealthAnswer, HttpProbe
-from orchestrator.hub import StackState
+from orchestrator.hub import EventHub, StackState
 from orchestrator.masking import Masker
 from orchestrator.processes.run_state import RunState
 from orchestrator.settings import load_settings
@@ -91,8 +91,7 @@ def held_stack(stack_environment: SetVariables, tmp_path: Path) -> Iterator[Held
     seams = Seams(environ=dict(os.environ), probe=probe, python=sys.executable)
     run_state = RunState(tmp_path / "state", project)
 
-    async def start() -> tuple[Dashboard, HeldStack]:
-        hub, _ = await running_hub()
+    async def start(hub: EventHub) -> tuple[Dashboard, HeldStack]:
         hub.subscribe(recorder)
         supervisor = Supervisor(load_settings(), hub, run_state, seams)
         board = Dashboard(hub, supervisor.controls, Masker(), port=free_port())
@@ -102,7 +101,7 @@ def held_stack(stack_environment: SetVariables, tmp_path: Path) -> Iterator[Held
         return board, HeldStack(url, probe, recorder, up, stop)
 
     with loop_thread() as thread:
-        board, held = thread.run(start())
+        board, held = thread.run(start(thread.start_hub()))
         try:
             yield held
         finally:

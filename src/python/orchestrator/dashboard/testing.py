@@ -28,12 +28,27 @@ class LoopThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="loop", daemon=True)
         self._thread.start()
+        # The loop holds its tasks weakly: a task nothing else holds would be collected.
+        self._kept: set[asyncio.Future[Any]] = set()
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
         return self.submit(coroutine).result(timeout_s)
+
+    def start_hub(self) -> EventHub:
+        """A hub running on this loop, usable from any thread."""
+
+        async def start() -> tuple[EventHub, asyncio.Task[None]]:
+            hub = EventHub()
+            task = asyncio.create_task(hub.run(), name="hub")
+            hub.bind()
+            return hub, task
+
+        hub, task = self.run(start())
+        self._kept.add(task)
+        return hub
 
     def close(self) -> None:
         """Cancels what still runs on the loop, then stops it."""
@@ -42,21 +57,14 @@ class LoopThread:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
-            await asyncio.wait(tasks or [asyncio.sleep(0)], timeout=_CLOSE_TIMEOUT_S)
+            if tasks:
+                await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_S)
 
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             self.run(cancel_all(), _CLOSE_TIMEOUT_S * 2)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(_CLOSE_TIMEOUT_S)
         self.loop.close()
-
-
-async def running_hub() -> tuple[EventHub, asyncio.Task[None]]:
-    """A hub whose loop runs (on the calling loop), usable from other threads too."""
-    hub = EventHub()
-    task = asyncio.create_task(hub.run(), name="hub")
-    hub.bind()
-    return hub, task
 
 
 @contextlib.contextmanager

@@ -33,9 +33,13 @@ export async function getJson(path, params = {}) {
 }
 
 function label(run) {
-  const started = new Date(run.started_ms).toLocaleString([], { hour12: false });
+  const at = new Date(run.started_ms);
+  const today = at.toDateString() === new Date().toDateString();
+  const started = today
+    ? at.toLocaleTimeString([], { hour12: false })
+    : at.toLocaleString([], { hour12: false, dateStyle: "short", timeStyle: "short" });
   const counts = `${run.spans} spans, ${run.logs} logs`;
-  return run.current ? `current (${started}, ${counts})` : `${started} (${counts})`;
+  return `${run.current ? "current" : "run"} ${started} · ${counts}`;
 }
 
 async function refreshRuns(select) {

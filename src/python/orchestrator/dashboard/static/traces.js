@@ -161,7 +161,7 @@ export function tracePage() {
       tick.style.left = `${fraction * 100}%`;
       ticks.append(tick);
     }
-    axis.append(ticks);
+    axis.append(ticks, element("div", "duration", "span-duration"));
     const rows = ordered.map(({ span, depth }) => {
       const node = element("div", undefined, "span-row");
       node.dataset.spanId = span.span_id;
@@ -180,8 +180,8 @@ export function tracePage() {
       bar.style.left = `${((span.start_ms - start) / total) * 100}%`;
       bar.style.width = `${Math.max((span.duration_ms / total) * 100, MIN_BAR_PERCENT)}%`;
       bar.title = `${span.name}: ${formatMs(span.duration_ms)}`;
-      track.append(bar, element("span", formatMs(span.duration_ms), "bar-text"));
-      node.append(label, track);
+      track.append(bar);
+      node.append(label, track, element("div", formatMs(span.duration_ms), "span-duration"));
       const select = () => showSpan(span, node);
       node.addEventListener("click", select);
       node.addEventListener("keydown", (event) => {
