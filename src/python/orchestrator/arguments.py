@@ -118,6 +118,19 @@ def _settings_options() -> argparse.ArgumentParser:
         metavar="PORT",
         help="[PERSONAPLEX_DASHBOARD_PORT, 15000]",
     )
+    add(
+        "--telemetry",
+        action=argparse.BooleanOptionalAction,
+        help="receive the services' OTLP traces, metrics and logs for the dashboard "
+        "[PERSONAPLEX_TELEMETRY, on]",
+    )
+    add(
+        "--otlp-port",
+        type=int,
+        metavar="PORT",
+        help="the OTLP/HTTP receiver's port; default 4318, or a free one when that is taken "
+        "[PERSONAPLEX_OTLP_PORT]",
+    )
     return parser
 
 

@@ -20,7 +20,8 @@ _MANAGED = frozenset(
     | {"MOSHI_HOST", "MOSHI_WS_URL", "MOSHI_PROXY", "MOSHI_BACKEND_URL", "MOSHI_TRUST_CERT"}
     | {"MOSHI_SSL_DIR"}
 )
-_PASSED_TO_BACKEND = ("OTEL_EXPORTER_OTLP_ENDPOINT",)
+OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+_PASSED_TO_BACKEND = (OTLP_ENDPOINT,)
 # The frontend gets only these from the caller's environment: it must never see HF_TOKEN.
 _FRONTEND_INHERITS = (
     "PATH",
@@ -34,10 +35,18 @@ _FRONTEND_INHERITS = (
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "NO_COLOR",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    OTLP_ENDPOINT,
 )
 # The model hub token under the names huggingface_hub reads; kept from the frontend everywhere.
 SECRET_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN"})
+
+
+def telemetry_environ(environ: Mapping[str, str], endpoint: str | None) -> Mapping[str, str]:
+    """The caller's environment with OTEL_EXPORTER_OTLP_ENDPOINT set to the orchestrator's
+    receiver, unless the caller has set one (theirs wins) or endpoint is None (telemetry off)."""
+    if endpoint is None or environ.get(OTLP_ENDPOINT):
+        return environ
+    return {**environ, OTLP_ENDPOINT: endpoint}
 
 
 def _flag(value: bool) -> str:

@@ -114,6 +114,13 @@ class StackSettings(BaseSettings):
     dashboard_port: int = Field(
         default=15000, ge=1, le=65535, validation_alias="personaplex_dashboard_port"
     )
+    # The OTLP receiver the services export traces, metrics and logs to (the dashboard shows
+    # them); off: no receiver, and OTEL_EXPORTER_OTLP_ENDPOINT is left as the caller has it.
+    telemetry: bool = Field(default=True, validation_alias="personaplex_telemetry")
+    # None: OTLP's 4318, or any free port when 4318 is taken (the services are told which).
+    otlp_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias="personaplex_otlp_port"
+    )
     # Names the containers, labels and run state, so that two stacks can live side by side.
     project: str = Field(
         default="personaplex",

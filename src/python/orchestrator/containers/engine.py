@@ -127,12 +127,26 @@ class DockerEngine:
 
         return await asyncio.to_thread(ensure)
 
-    async def ensure_network(self, name: str) -> None:
-        def ensure() -> None:
-            if not self.client.networks.list(names=[name]):
-                self.client.networks.create(name, labels=owner_labels(self.project))
+    async def ensure_network(self, name: str) -> str | None:
+        """The network, made if missing; returns this host's IPv4 address on it (its gateway),
+        by which its containers reach the host's services, or None when it has none."""
 
-        await asyncio.to_thread(ensure)
+        def ensure() -> str | None:
+            # The name filter matches parts of names too.
+            found = [n for n in self.client.networks.list(names=[name]) if n.name == name]
+            network = (
+                found[0]
+                if found
+                else self.client.networks.create(name, labels=owner_labels(self.project))
+            )
+            network.reload()
+            for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                gateway = config.get("Gateway")
+                if gateway and ":" not in gateway:
+                    return str(gateway)
+            return None
+
+        return await asyncio.to_thread(ensure)
 
     async def remove_volume(self, name: str) -> bool:
         """True when the volume existed and is gone now."""

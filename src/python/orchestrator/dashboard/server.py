@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from orchestrator.dashboard import routes
+from orchestrator.dashboard import routes, telemetry_routes
 from orchestrator.dashboard.feed import Feed
 from orchestrator.dashboard.health_monitor import HealthMonitor
 from orchestrator.errors import OrchestratorError
@@ -17,6 +17,7 @@ from orchestrator.health.probe import HealthProbe, HttpProbe
 from orchestrator.hub import EventHub
 from orchestrator.masking import Masker
 from orchestrator.stack.lifecycle import Controls
+from orchestrator.telemetry.session import Telemetry
 from stack_ui import THEME_DIR
 
 DEFAULT_PORT = 15000
@@ -40,7 +41,7 @@ async def _loopback_hosts_only(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-def create_app(context: routes.Context) -> web.Application:
+def create_app(context: routes.Context, telemetry: Telemetry | None = None) -> web.Application:
     app = web.Application(middlewares=[_loopback_hosts_only])
     app[routes.CONTEXT] = context
     app.router.add_get("/", routes.index)
@@ -50,6 +51,8 @@ def create_app(context: routes.Context) -> web.Application:
     app.router.add_get("/api/resources/stream", routes.stream_resources)
     app.router.add_get("/api/logs/{resource}", routes.stream_logs)
     app.router.add_post("/api/resources/{resource}/{action}", routes.act)
+    if telemetry is not None:
+        telemetry_routes.add_routes(app, telemetry)
     return app
 
 
@@ -65,6 +68,7 @@ class Dashboard:
         port: int = DEFAULT_PORT,
         probe: HealthProbe | None = None,
         health_interval_s: float = 5.0,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.feed = Feed(masker)
         hub.subscribe(self.feed)
@@ -73,6 +77,7 @@ class Dashboard:
             hub.state, self.feed, self.monitor, controls, masker, asyncio.Event()
         )
         self._port = port
+        self._telemetry = telemetry
         self._runner: web.AppRunner | None = None
         self._monitoring: asyncio.Task[None] | None = None
         self.url = ""
@@ -80,7 +85,7 @@ class Dashboard:
     async def start(self) -> str:
         """Its URL; OrchestratorError when the port cannot be had."""
         runner = web.AppRunner(
-            create_app(self._context),
+            create_app(self._context, self._telemetry),
             handle_signals=False,
             access_log=None,
             shutdown_timeout=_STOP_TIMEOUT_S,

@@ -89,13 +89,13 @@ async def _start_container(
     created = await engine.ensure_volume(s.hf_cache_volume)
     await stack.say(f"{'created' if created else 'reusing'} model cache volume {s.hf_cache_volume}")
     # Always on the project's network, so that `up --prod` can reuse a container `up` made.
-    await engine.ensure_network(stack.network)
+    gateway = await engine.ensure_network(stack.network)
     spec = ContainerSpec(
         image_id=image_id,
         name=stack.container_name(events.BACKEND),
         service=events.BACKEND,
         env={
-            **container_environment(s, stack.seams.environ),
+            **container_environment(s, await stack.container_environ(gateway)),
             "MOSHI_SSL_DIR": BACKEND_IMAGE.certs_dir,
         },
         container_port=s.moshi_port,

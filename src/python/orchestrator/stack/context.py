@@ -14,7 +14,8 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.containers.connection import DockerConnector, connect_docker
 from orchestrator.containers.engine import DockerEngine
 from orchestrator.containers.service_images import ImageBuild, build_service_image
-from orchestrator.environments import python_path
+from orchestrator.environments import python_path, telemetry_environ
+from orchestrator.errors import OrchestratorError
 from orchestrator.events import Level, Notice
 from orchestrator.health.probe import HealthProbe, HttpProbe
 from orchestrator.hub import EventHub
@@ -23,6 +24,7 @@ from orchestrator.processes.local_process import LocalLauncher, ProcessLauncher
 from orchestrator.processes.run_state import RunRecord, RunState
 from orchestrator.settings import StackSettings
 from orchestrator.stack.lifecycle import Controls
+from orchestrator.telemetry.session import Telemetry
 
 
 @dataclass
@@ -46,9 +48,15 @@ class Seams:
 
 class StackContext:
     def __init__(
-        self, settings: StackSettings, hub: EventHub, run_state: RunState, seams: Seams
+        self,
+        settings: StackSettings,
+        hub: EventHub,
+        run_state: RunState,
+        seams: Seams,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry
         self.hub = hub
         self.run_state = run_state
         self.seams = seams
@@ -80,6 +88,24 @@ class StackContext:
     def container_name(self, service: str) -> str:
         # Also the host name by which the containers reach each other on the project's network.
         return f"{self.settings.project}-{service}"
+
+    def process_environ(self) -> Mapping[str, str]:
+        """The caller's environment as a service process on this host starts from: with the
+        telemetry receiver's endpoint when `up` has one for the services."""
+        endpoint = self.telemetry.for_services() if self.telemetry else None
+        return telemetry_environ(self.seams.environ, endpoint)
+
+    async def container_environ(self, gateway: str | None) -> Mapping[str, str]:
+        """The same for a container of the network whose gateway (this host on it) is given:
+        the receiver listens there too. Failing that, the container exports nothing."""
+        if self.telemetry is None or gateway is None:
+            return self.seams.environ
+        try:
+            endpoint = await self.telemetry.for_containers(gateway)
+        except OrchestratorError as error:
+            await self.say(f"{error.message}; containers send no telemetry", Level.WARNING)
+            endpoint = None
+        return telemetry_environ(self.seams.environ, endpoint)
 
     def save_record(self) -> None:
         self.run_state.save(self.record)

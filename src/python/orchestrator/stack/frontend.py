@@ -39,7 +39,7 @@ async def start_frontend(
         return
     env = frontend_environment(
         s,
-        stack.seams.environ,
+        stack.process_environ(),
         backend_host=backend.host,
         backend_port=backend.port,
         pythonpath=stack.pythonpath(),
@@ -59,9 +59,10 @@ async def _start_container(
     image = FRONTEND_IMAGE.tag(s.project)
     await announce_build(stack, events.FRONTEND, image)
     image_id = await stack.build_image(engine, build)
+    gateway = await engine.ensure_network(stack.network)
     env = frontend_container_environment(
         s,
-        stack.seams.environ,
+        await stack.container_environ(gateway),
         backend_host=backend.host,
         backend_port=backend.port,
         backend_address=stack.container_name(events.BACKEND),

@@ -98,7 +98,7 @@ async def start_local_backend(stack: StackContext, owned: AsyncExitStack) -> End
         service = await _pex_service(stack, choice.engine, endpoint)
     else:
         env = local_backend_environment(
-            s, stack.seams.environ, engine=choice.engine, pythonpath=stack.pythonpath()
+            s, stack.process_environ(), engine=choice.engine, pythonpath=stack.pythonpath()
         )
         env["MOSHI_SSL_DIR"] = str(stack.run_state.certs_dir)
         service = ProcessService(stack, events.BACKEND, ["-m", "moshi_backend"], env, endpoint)
@@ -125,7 +125,7 @@ async def _pex_service(
         environ=stack.seams.environ,
     )
     root = pex_root(stack.seams.environ)
-    env = local_backend_environment(s, stack.seams.environ, engine=engine, pex_root=str(root))
+    env = local_backend_environment(s, stack.process_environ(), engine=engine, pex_root=str(root))
     env["MOSHI_SSL_DIR"] = str(stack.run_state.certs_dir)
     await stack.say(f"backend: server PEX {pex}")
     if not await asyncio.to_thread(_unpacked, pex, root):

@@ -21,15 +21,35 @@ from orchestrator.stack.context import Seams, StackContext
 from orchestrator.stack.frontend import start_frontend
 from orchestrator.stack.lifecycle import Controls, Lifecycle
 from orchestrator.stack.tls import prepare_certificate
+from orchestrator.telemetry.session import Telemetry
 
 _WATCH_INTERVAL_S = 1.0
 
 
+def refuse_if_running(run_state: RunState, project: str) -> None:
+    """OrchestratorError when another `up` of the project runs."""
+    previous = run_state.load()
+    if (
+        previous is not None
+        and previous.orchestrator_pid != os.getpid()
+        and pid_alive(previous.orchestrator_pid)
+    ):
+        raise OrchestratorError(
+            f"`up` of project {project} is already running "
+            f"(pid {previous.orchestrator_pid}); stop it first or run `orchestrator down`"
+        )
+
+
 class Supervisor:
     def __init__(
-        self, settings: StackSettings, hub: EventHub, run_state: RunState, seams: Seams
+        self,
+        settings: StackSettings,
+        hub: EventHub,
+        run_state: RunState,
+        seams: Seams,
+        telemetry: Telemetry | None = None,
     ) -> None:
-        self._stack = StackContext(settings, hub, run_state, seams)
+        self._stack = StackContext(settings, hub, run_state, seams, telemetry)
 
     @property
     def controls(self) -> Controls:
@@ -122,11 +142,7 @@ class Supervisor:
         previous = stack.run_state.load()
         if previous is None:
             return
-        if previous.orchestrator_pid != os.getpid() and pid_alive(previous.orchestrator_pid):
-            raise OrchestratorError(
-                f"`up` of project {stack.settings.project} is already running "
-                f"(pid {previous.orchestrator_pid}); stop it first or run `orchestrator down`"
-            )
+        refuse_if_running(stack.run_state, stack.settings.project)
         swept = [p for p in previous.processes if kill_group(p)]
         if swept:
             names = ", ".join(f"{p.service} (pid {p.pid})" for p in swept)
