@@ -99,7 +99,10 @@ def test_a_conversation_is_a_trace_with_metrics_and_logs_kept_across_a_restart(
             )
             relayed.locator('[data-field="name"] a').click()
             spans = page.locator("#waterfall .span-row:not(.axis)")
-            expect(spans.filter(has_text="moshi.close")).to_have_count(1, timeout=10 * _MS)
+            # Drawn again as the services' later batches arrive.
+            expect(spans.filter(has_text="moshi.close")).to_have_count(
+                1, timeout=_EXPORT_WAIT_S * _MS
+            )
             proxy = spans.nth(0)
             expect(proxy).to_have_attribute("data-name", "frontend.proxy")
             backend = page.locator('#waterfall .span-row[data-name="moshi.conversation"]')

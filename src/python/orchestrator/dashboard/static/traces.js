@@ -8,6 +8,9 @@ import { addOptions, element, formatMs, formatTime, refreshing } from "./dom.js"
 const LIST_REFRESH_MS = 3000;
 const LIST_LIMIT = 200;
 const INDENT_PX = 16;
+// A trace's spans arrive in the services' export batches: its waterfall is asked again until
+// hidden, and redrawn when more came.
+const TRACE_REFRESH_MS = 3000;
 const MIN_BAR_PERCENT = 0.4;
 
 export function tracesPage(resourceNames) {
@@ -124,7 +127,12 @@ export function tracePage() {
     logsLink: document.getElementById("trace-logs-link"),
   };
 
+  let traceId = "";
+  let shownSpans = -1;
+  let selected = "";
+
   function showSpan(span, rowNode) {
+    selected = span.span_id;
     for (const node of ui.waterfall.querySelectorAll(".span-row[aria-selected]")) {
       node.removeAttribute("aria-selected");
     }
@@ -187,6 +195,7 @@ export function tracePage() {
       node.addEventListener("keydown", (event) => {
         if (event.key === "Enter" || event.key === " ") select();
       });
+      if (span.span_id === selected) showSpan(span, node);
       return node;
     });
     ui.waterfall.replaceChildren(axis, ...rows);
@@ -195,19 +204,28 @@ export function tracePage() {
       `${trace.spans.length} spans, ${formatMs(total)}` + (errors ? `, ${errors} with errors` : "");
   }
 
-  return {
-    async show(where) {
-      ui.id.textContent = where.id;
-      ui.logsLink.href = `#logs?trace_id=${encodeURIComponent(where.id)}`;
-      ui.detail.hidden = true;
-      ui.waterfall.replaceChildren();
-      ui.status.textContent = "loading…";
-      try {
-        render(await getJson(`/api/telemetry/traces/${encodeURIComponent(where.id)}`));
-      } catch (error) {
-        ui.status.textContent = `trace ${where.id}: ${error.message}`;
-      }
-    },
-    hide() {},
-  };
+  async function load() {
+    const asked = traceId;
+    let trace;
+    try {
+      trace = await getJson(`/api/telemetry/traces/${encodeURIComponent(asked)}`);
+    } catch (error) {
+      if (asked === traceId && shownSpans < 0) ui.status.textContent = `trace ${asked}: ${error.message}`;
+      return;
+    }
+    if (asked !== traceId || trace.spans.length === shownSpans) return;
+    shownSpans = trace.spans.length;
+    render(trace);
+  }
+
+  return refreshing(load, TRACE_REFRESH_MS, (where) => {
+    traceId = where.id;
+    shownSpans = -1;
+    selected = "";
+    ui.id.textContent = where.id;
+    ui.logsLink.href = `#logs?trace_id=${encodeURIComponent(where.id)}`;
+    ui.detail.hidden = true;
+    ui.waterfall.replaceChildren();
+    ui.status.textContent = "loading…";
+  });
 }
