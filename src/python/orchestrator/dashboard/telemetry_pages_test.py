@@ -75,6 +75,9 @@ def test_traces_metrics_and_logs_pages(browser: Browser, served: Served) -> None
     try:
         # Traces: both listed, the rejected one marked; the outcome filter narrows the list.
         page.goto(f"{served.url}/#traces")
+        # What the receiver had: the relay's, the conversation's and its children, the
+        # rejected one's two; four log records.
+        expect(page.locator("#telemetry-status")).to_contain_text(f"{_SPANS + 2} spans · 4 logs")
         rows = page.locator("#traces tbody tr")
         expect(rows).to_have_count(2, timeout=15 * _MS)
         conversation_row = page.locator(f'#traces tbody tr[data-trace-id="{sent.conversation}"]')

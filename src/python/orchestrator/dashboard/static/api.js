@@ -61,12 +61,40 @@ async function refreshRuns(select) {
   if (select.value !== chosenRun) select.value = "";
 }
 
-export function startRunSelector(select) {
+// What the receiver has had this run, in a few words (its title: where the services export).
+async function refreshStatus(target) {
+  let status;
+  try {
+    status = await getJson("/api/telemetry/status");
+  } catch {
+    target.textContent = "no telemetry";
+    target.dataset.state = "off";
+    return;
+  }
+  const received = status.received || {};
+  let text = status.enabled
+    ? `${received.spans ?? 0} spans · ${received.logs ?? 0} logs · ${received.points ?? 0} points`
+    : "telemetry off";
+  if (status.dropped) text += ` · ${status.dropped} dropped`;
+  target.textContent = text;
+  target.dataset.state = !status.enabled ? "off" : status.dropped ? "dropping" : "on";
+  target.title = status.services_export_to
+    ? `the services export to ${status.services_export_to}, not here`
+    : status.endpoint
+      ? `OTLP receiver at ${status.endpoint}`
+      : "";
+}
+
+export function startRunSelector(select, statusNode) {
   select.add(new Option("current", ""));
   select.addEventListener("change", () => {
     chosenRun = select.value;
     for (const listener of listeners) listener(chosenRun);
   });
-  refreshRuns(select);
-  setInterval(() => refreshRuns(select), RUNS_REFRESH_MS);
+  const refresh = () => {
+    refreshRuns(select);
+    refreshStatus(statusNode);
+  };
+  refresh();
+  setInterval(refresh, RUNS_REFRESH_MS);
 }

@@ -25,6 +25,7 @@ const ui = {
   lines: document.getElementById("log-lines"),
   graph: document.getElementById("graph"),
   runSelect: document.getElementById("run-select"),
+  telemetryStatus: document.getElementById("telemetry-status"),
 };
 
 let resources = [];
@@ -269,7 +270,7 @@ ui.search.addEventListener("input", refilter);
 ui.pause.addEventListener("click", () => setPaused(!paused));
 setInterval(tickUptimes, 1000);
 connectResources();
-startRunSelector(ui.runSelect);
+startRunSelector(ui.runSelect, ui.telemetryStatus);
 const resourceNames = () => resources.map((resource) => resource.name);
 const refresh = startNavigation({
   resources: { show() {}, hide() {} },
