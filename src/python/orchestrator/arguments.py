@@ -150,7 +150,11 @@ def command_parser() -> argparse.ArgumentParser:
 
     command("up", "start the stack, gate on health, relay logs until Ctrl-C (the default)")
     down = command("down", "stop everything of the project, persistent container included")
-    down.add_argument("--volumes", action="store_true", help="also remove the model cache volume")
+    down.add_argument(
+        "--volumes",
+        action="store_true",
+        help="also remove the model cache volume and the telemetry history",
+    )
     command("status", "show what runs, whether it is healthy, and where")
     logs = command("logs", "print the last lines of a service (or of all)")
     logs.add_argument("service", nargs="?", choices=[events.BACKEND, events.FRONTEND])
@@ -179,6 +183,13 @@ def command_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument(
         "--cache-size", default="50Gi", help="model cache claim per backend replica (default 50Gi)"
+    )
+    telemetry = command("telemetry", "manage the telemetry history of the last runs")
+    telemetry_actions = telemetry.add_subparsers(
+        dest="telemetry_action", metavar="ACTION", required=True
+    )
+    telemetry_actions.add_parser(
+        "clear", help="remove the stored history (not while `up` of the project runs)"
     )
     secrets = command("secrets", "store a secret in the user's secrets file")
     actions = secrets.add_subparsers(dest="secrets_action", metavar="ACTION", required=True)

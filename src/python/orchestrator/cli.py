@@ -21,6 +21,7 @@ from orchestrator.commands.logs import logs
 from orchestrator.commands.publish import publish
 from orchestrator.commands.secrets import set_secret
 from orchestrator.commands.status import status
+from orchestrator.commands.telemetry import clear_telemetry
 from orchestrator.commands.up import up
 from orchestrator.containers.connection import connect_docker
 from orchestrator.errors import OrchestratorError
@@ -95,6 +96,8 @@ async def _run(
             say=say,
             remove_volume=args.volumes,
         )
+    if command == "telemetry":  # its only action: clear
+        return clear_telemetry(settings, run_state, say=say)
     if command == "logs":
         return await logs(
             settings,

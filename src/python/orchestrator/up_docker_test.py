@@ -150,6 +150,12 @@ def test_persistent_container_is_reused_then_recreated_when_the_configuration_ch
     assert injected["MOSHI_ENGINE"] == "auto"
     assert injected["MOSHI_USE_SSL"] == "false" and injected["MOSHI_CPU_OFFLOAD"] == "false"
     assert "MOSHI_HF_REPO" not in injected  # the engine's own repository
+    # Telemetry goes to the orchestrator's receiver at the project network's gateway, which
+    # answered the backend's probe from inside the container.
+    network = first.attrs["NetworkSettings"]["Networks"][f"{stack.project}-net"]
+    gateway = stack.client.networks.get(network["NetworkID"]).attrs["IPAM"]["Config"][0]["Gateway"]
+    assert injected["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{gateway}:4318"
+    assert f"exports spans to http://{gateway}:4318/v1/traces" in first_output
 
     second_output, second = _up_and_stop(stack)
     assert second.id == first.id

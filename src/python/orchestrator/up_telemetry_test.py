@@ -1,21 +1,21 @@
-"""The telemetry of a whole `up` (local processes, loopback engine) in real Chromium: a
-conversation by a real client through the frontend's relay shows on the metrics page as one
-active conversation while it lasts, then as a trace whose backend spans hang under the relay's;
-its log records link to it; and after a restart of `up` the run selector shows it in the
-previous run."""
+"""`up` (local processes, loopback engine) with its OTLP receiver: the services are pointed at
+it, a conversation's span reaches the dashboard's API and stays in the history after the run;
+the caller's own endpoint wins, and --no-telemetry sets nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Browser, Locator, Page, expect
+import aiohttp
 
-from moshi_backend.testing import ogg_pages, tone
-from moshi_protocol.client import ChatClient
 from orchestrator import events
-from orchestrator.dashboard.testing import loop_thread
+from orchestrator.processes.run_state import RunState
+from orchestrator.telemetry.queries import TraceFilter
+from orchestrator.telemetry.store import TelemetryStore
 from orchestrator.testing import (
     UP_LINE,
     orchestrator_process,
@@ -23,132 +23,115 @@ from orchestrator.testing import (
     stack_env,
     unique_project,
 )
+from testsupport.polling import http_status, wait_for
 from testsupport.processes import free_port
 
-UP_TIMEOUT_S = 180.0
-_MS = 1000
-# Spans leave the services in batches (BatchSpanProcessor: every 5 s), metrics every 2 s.
-_EXPORT_WAIT_S = 30.0
-_BACKEND_PHASES = ("moshi.upgrade", "moshi.params", "moshi.slot_wait", "moshi.handshake")
+_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
-async def _converse(relay_url: str, hang_up: asyncio.Event) -> None:
-    """A conversation through the relay: a tone spoken, the answers read (which answers the
-    server's pings too) until told to hang up."""
-    async with ChatClient.connect(relay_url) as client:
-        await client.handshake()
-        for page in ogg_pages(tone(1.0)):
-            await client.send_audio(page)
-        reading = asyncio.create_task(client.closed_reason(timeout_s=3600))
-        try:
-            async with asyncio.timeout(_EXPORT_WAIT_S * 2):
-                await hang_up.wait()
-        finally:
-            reading.cancel()
-
-
-def _active_conversations(page: Page) -> Locator:
-    return page.locator('#charts path[data-series="moshi.conversations.active"]')
-
-
-def test_a_conversation_is_a_trace_with_metrics_and_logs_kept_across_a_restart(
-    browser: Browser, tmp_path: Path
-) -> None:
-    project = unique_project()
-    env = stack_env(
+def _env(tmp_path: Path, project: str, **extra: str) -> dict[str, str]:
+    return stack_env(
         tmp_path,
         project,
         {
             "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
             "MOSHI_BACKEND": "local",
             "MOSHI_ENGINE": "loopback",
-            "PERSONAPLEX_OTLP_PORT": str(free_port()),
+            # The backend's span processor exports within 0.2 s instead of 5.
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            **extra,
         },
     )
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # `up` points the services at its receiver
-    url = f"http://127.0.0.1:{env['PERSONAPLEX_DASHBOARD_PORT']}"
-    relay = f"ws://127.0.0.1:{env['APP_PORT']}/proxy/moshi"
+
+
+def _api(env: dict[str, str], path: str) -> Any:
+    answer = http_status(f"http://127.0.0.1:{env['PERSONAPLEX_DASHBOARD_PORT']}{path}")
+    assert answer is not None and answer[0] == 200, answer
+    return json.loads(answer[1])
+
+
+def _service_environ(env: dict[str, str], project: str) -> dict[str, dict[str, str]]:
+    """Each service's environment, read from the leader of its process group."""
+    record = json.loads(
+        (Path(env["XDG_STATE_HOME"]) / "personaplex" / f"{project}.json").read_text()
+    )
+    found = {}
+    for process in record["processes"]:
+        raw = Path(f"/proc/{process['pid']}/environ").read_bytes().split(b"\0")
+        pairs = (item.decode(errors="replace").partition("=") for item in raw if item)
+        found[process["service"]] = {key: value for key, _, value in pairs}
+    return found
+
+
+def _converse(backend_port: str) -> None:
+    """One conversation with the loopback backend: the handshake, then the client leaves."""
+
+    async def run() -> None:
+        url = f"ws://127.0.0.1:{backend_port}/api/chat"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            message = await asyncio.wait_for(ws.receive(), 30)
+            assert message.type is aiohttp.WSMsgType.BINARY and message.data[:1] == b"\x00"
+
+    asyncio.run(run())
+
+
+def test_up_receives_the_services_telemetry_and_keeps_it(tmp_path: Path) -> None:
+    project = unique_project()
+    port = free_port()
+    env = _env(tmp_path, project, PERSONAPLEX_OTLP_PORT=str(port))
+    endpoint = f"http://127.0.0.1:{port}"
     with orchestrator_process(["up"], env, project) as orchestrator:
-        orchestrator.wait_output(UP_LINE, timeout_s=UP_TIMEOUT_S)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        try:
-            page.goto(f"{url}/#metrics")
-            page.locator("#metrics-resource").select_option(events.BACKEND)
-            with loop_thread() as chat:
-                hang_up = asyncio.Event()
-                conversation = chat.submit(_converse(relay, hang_up))
-                try:
-                    expect(_active_conversations(page)).to_have_attribute(
-                        "data-last", "1", timeout=_EXPORT_WAIT_S * _MS
-                    )
-                finally:
-                    chat.loop.call_soon_threadsafe(hang_up.set)
-                conversation.result(timeout=30)
-            expect(_active_conversations(page)).to_have_attribute(
-                "data-last", "0", timeout=_EXPORT_WAIT_S * _MS
-            )
+        output = orchestrator.wait_output(UP_LINE, timeout_s=180)
+        assert f"telemetry receiver at {endpoint}" in output
+        status = _api(env, "/api/telemetry/status")
+        assert status["enabled"] is True and status["endpoint"] == endpoint
+        environs = _service_environ(env, project)
+        assert environs[events.BACKEND][_VARIABLE] == endpoint
+        assert environs[events.FRONTEND][_VARIABLE] == endpoint
+        assert "telemetry enabled" in output  # both services' collector probe was answered
 
-            # The trace: the relay's span, the backend's conversation under it, its phases.
-            page.click('.tabs a[data-tab="traces"]')
-            relayed = page.locator("#traces tbody tr").filter(has_text="frontend.proxy")
-            expect(relayed).to_have_count(1, timeout=_EXPORT_WAIT_S * _MS)
-            trace_id = relayed.get_attribute("data-trace-id")
-            assert trace_id
-            expect(relayed.locator('[data-field="resources"]')).to_have_text(
-                f"{events.FRONTEND}, {events.BACKEND}"
-            )
-            relayed.locator('[data-field="name"] a').click()
-            spans = page.locator("#waterfall .span-row:not(.axis)")
-            # Drawn again as the services' later batches arrive.
-            expect(spans.filter(has_text="moshi.close")).to_have_count(
-                1, timeout=_EXPORT_WAIT_S * _MS
-            )
-            proxy = spans.nth(0)
-            expect(proxy).to_have_attribute("data-name", "frontend.proxy")
-            backend = page.locator('#waterfall .span-row[data-name="moshi.conversation"]')
-            expect(backend).to_have_attribute(
-                "data-parent-span-id", proxy.get_attribute("data-span-id") or "-"
-            )
-            conversation_id = backend.get_attribute("data-span-id")
-            for phase in _BACKEND_PHASES:
-                child = page.locator(f'#waterfall .span-row[data-name="{phase}"]')
-                expect(child).to_have_attribute("data-parent-span-id", conversation_id or "-")
-                expect(child).to_have_attribute("data-depth", "2")
-
-            # Its logs, reached from the waterfall; each links back to the trace.
-            page.click("#trace-logs-link")
-            logs = page.locator("#slogs tbody tr")
-            expect(logs).not_to_have_count(0, timeout=_EXPORT_WAIT_S * _MS)
-            links = logs.locator("a.trace-link")
-            expect(links).to_have_count(logs.count())
-            links.first.click()
-            expect(page).to_have_url(f"{url}/#trace/{trace_id}")
-            expect(spans.filter(has_text="moshi.close")).to_have_count(1)
-            # All the run's records: the level filter and the search narrow them.
-            page.click('.tabs a[data-tab="logs"]')
-            started = page.locator("#slogs tbody tr").filter(has_text="start (voice")
-            expect(started).to_have_count(1)
-            page.select_option("#slog-level", "warning")
-            expect(started).to_have_count(0)
-            page.select_option("#slog-level", "")
-            page.fill("#slog-search", "START (VOICE")
-            expect(page.locator("#slogs tbody tr")).to_have_count(1)
-        finally:
-            page.close()
-        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
-
-    # The next `up` is a new run; the last one is kept, and its trace shown on request.
-    with orchestrator_process(["up"], env, project) as orchestrator:
-        orchestrator.wait_output(UP_LINE, timeout_s=UP_TIMEOUT_S)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        try:
-            page.goto(f"{url}/#traces")
-            runs = page.locator("#run-select option")
-            expect(runs).to_have_count(2, timeout=15 * _MS)
-            expect(page.locator(f'#traces tbody tr[data-trace-id="{trace_id}"]')).to_have_count(0)
-            page.select_option("#run-select", runs.nth(1).get_attribute("value") or "-")
-            expect(page.locator(f'#traces tbody tr[data-trace-id="{trace_id}"]')).to_have_count(1)
-        finally:
-            page.close()
-        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
+        _converse(env["MOSHI_PORT"])
+        traces = wait_for(
+            lambda: _api(env, "/api/telemetry/traces?resource=moshi-backend")["traces"] or None,
+            what="the conversation's trace in the dashboard's API",
+            timeout_s=30,
+            context=orchestrator.output,
+        )
+        run = _api(env, "/api/telemetry/status")["run"]
+        code = orchestrator.signal_and_wait(signal.SIGTERM)
+        assert code == 143, orchestrator.output()
     assert project_processes(project) == []
+
+    # The run is in the history, with its trace, for the next `up`'s dashboard.
+    store = TelemetryStore(RunState(Path(env["XDG_STATE_HOME"]) / "personaplex", project).directory)
+    store.open(new_run=False)
+    [listed] = store.runs()
+    assert listed["id"] == run and listed["spans"] >= 1
+    kept = store.traces(run, TraceFilter())
+    assert traces[0]["trace_id"] in [trace["trace_id"] for trace in kept]
+
+
+def test_the_callers_endpoint_wins_and_no_telemetry_sets_nothing(tmp_path: Path) -> None:
+    project = unique_project()
+    theirs = f"http://127.0.0.1:{free_port()}"
+    env = _env(tmp_path, project, **{_VARIABLE: theirs})
+    with orchestrator_process(["up"], env, project) as orchestrator:
+        output = orchestrator.wait_output(UP_LINE, timeout_s=180)
+        assert f"the services export to {_VARIABLE}={theirs} as set by the caller" in output
+        status = _api(env, "/api/telemetry/status")
+        assert status["enabled"] is True and status["services_export_to"] == theirs
+        environs = _service_environ(env, project)
+        assert {environs[name][_VARIABLE] for name in environs} == {theirs}
+        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143
+
+    del env[_VARIABLE]
+    with orchestrator_process(["up", "--no-telemetry"], env, project) as orchestrator:
+        output = orchestrator.wait_output(UP_LINE, timeout_s=180)
+        assert "telemetry receiver" not in output
+        status = _api(env, "/api/telemetry/status")
+        assert status["enabled"] is False and status["endpoint"] is None
+        environs = _service_environ(env, project)
+        assert not [name for name in environs if _VARIABLE in environs[name]]
+        # The previous run's history is still listed.
+        assert len(_api(env, "/api/telemetry/runs")["runs"]) == 1
+        assert orchestrator.signal_and_wait(signal.SIGTERM) == 143

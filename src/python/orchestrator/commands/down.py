@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from orchestrator.containers.engine import DockerEngine
 from orchestrator.hub import EventHub
 from orchestrator.processes.run_state import RunState, kill_group, pid_alive
 from orchestrator.settings import StackSettings
+from orchestrator.telemetry.history import clear_history
 
 _DOWN_WAIT_S = 30.0
 
@@ -49,5 +51,8 @@ async def down(
                 say(f"removed network {name}")
             if remove_volume and await engine.remove_volume(settings.hf_cache_volume):
                 say(f"removed volume {settings.hf_cache_volume}")
+    # After `up` has stopped: it writes the history until its end.
+    if remove_volume and await asyncio.to_thread(clear_history, run_state.directory):
+        say(f"removed the telemetry history of project {settings.project}")
     say(f"project {settings.project} is down")
     return 0

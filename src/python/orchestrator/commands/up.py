@@ -87,15 +87,16 @@ async def _start_telemetry(
     telemetry, never the stack."""
     try:
         telemetry = await Telemetry.start(
-            run_state.directory,
-            environ,
-            enabled=settings.telemetry,
-            port=settings.otlp_port,
+            run_state.directory, environ, enabled=settings.telemetry, port=settings.otlp_port
         )
     except (OrchestratorError, OSError, sqlite3.Error) as error:
         text = error.message if isinstance(error, OrchestratorError) else str(error)
         await hub.publish(Notice(f"no telemetry this run: {text}", Level.WARNING))
-        return None
+        # The past runs stay viewable.
+        try:
+            return await Telemetry.start(run_state.directory, environ, enabled=False, port=None)
+        except (OSError, sqlite3.Error):
+            return None
     if telemetry.endpoint is None:
         return telemetry
     port = telemetry.receiver.port if telemetry.receiver else None

@@ -79,10 +79,14 @@ def clear_history(state_dir: Path) -> bool:
     return True
 
 
-def connect(directory: Path) -> sqlite3.Connection:
-    """A connection to the history, made (schema, WAL) if it is not there yet."""
-    directory.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(directory / _FILE, timeout=10.0, check_same_thread=False)
+def connect(directory: Path, *, create: bool = True) -> sqlite3.Connection:
+    """A connection to the history, made (schema, WAL) if it is not there yet; without create,
+    an empty one in memory stands for a history that is not there (reading makes no files)."""
+    if create:
+        directory.mkdir(parents=True, exist_ok=True)
+    path = directory / _FILE
+    target = str(path) if create or path.exists() else ":memory:"
+    connection = sqlite3.connect(target, timeout=10.0, check_same_thread=False)
     # WAL: the API's readers never wait for the writer, nor it for them.
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
@@ -94,7 +98,7 @@ def connect(directory: Path) -> sqlite3.Connection:
 
 @contextmanager
 def reading(directory: Path) -> Iterator[sqlite3.Connection]:
-    with closing(connect(directory)) as connection:
+    with closing(connect(directory, create=False)) as connection:
         yield connection
 
 

@@ -59,6 +59,7 @@ class OtlpReceiver:
         self._in_flight = 0
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, "otlp-decoder")
         self._runner: web.AppRunner | None = None
+        self._preferred_port = DEFAULT_PORT
         self.port = 0
         self.accepted_requests = 0
         self.dropped_requests = 0  # refused while in_flight requests were being decoded
@@ -83,6 +84,7 @@ class OtlpReceiver:
         )
         await runner.setup()
         self._runner = runner
+        self._preferred_port = DEFAULT_PORT if port is None else port
         try:
             self.port = await self._listen(host, DEFAULT_PORT if port is None else port)
         except OSError as error:
@@ -97,10 +99,13 @@ class OtlpReceiver:
         return self.port
 
     async def listen_also(self, host: str) -> int:
-        """Listen on another address too (a Docker network's gateway): the same port when it is
-        free there, any port otherwise. Returns the port."""
+        """Listen on another address too (a Docker network's gateway): on the port asked for
+        (default 4318) when it is free there, any port otherwise. Returns the port.
+
+        Not the loopback port when that one is a fallback: a persistent container is reused
+        only while its endpoint, part of its configuration, stays the same across runs."""
         try:
-            return await self._listen(host, self.port)
+            return await self._listen(host, self._preferred_port)
         except OSError as error:
             if error.errno != errno.EADDRINUSE:
                 raise OrchestratorError(

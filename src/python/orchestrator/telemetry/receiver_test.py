@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,8 +16,9 @@ import aiohttp
 import pytest
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from orchestrator.errors import OrchestratorError
 from orchestrator.telemetry.queries import LogFilter, MetricFilter, TraceFilter
-from orchestrator.telemetry.receiver import PROTOBUF, OtlpReceiver
+from orchestrator.telemetry.receiver import DEFAULT_PORT, PROTOBUF, OtlpReceiver
 from orchestrator.telemetry.store import TelemetryStore
 from orchestrator.telemetry.testing import (
     logging_handler,
@@ -237,3 +240,24 @@ async def test_a_flood_is_dropped_and_counted_while_the_loop_stays_responsive(
     lags.sort()
     # The loop kept its pace (it also ran the 150 clients): no stall behind the decoding.
     assert lags[len(lags) // 2] < 0.02 and lags[-1] < 0.25, lags[-5:]
+
+
+async def test_the_default_port_taken_means_another_and_a_given_one_an_error(
+    tmp_path: Path,
+) -> None:
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with contextlib.suppress(OSError):  # taken already: as good for this test
+        holder.bind(("127.0.0.1", DEFAULT_PORT))
+        holder.listen()
+    store = TelemetryStore(tmp_path)
+    try:
+        receiver = OtlpReceiver(store.add)
+        port = await receiver.start("127.0.0.1", None)
+        assert port != DEFAULT_PORT
+        await receiver.stop()
+        refused = OtlpReceiver(store.add)
+        with pytest.raises(OrchestratorError, match=f"cannot listen on 127.0.0.1:{DEFAULT_PORT}"):
+            await refused.start("127.0.0.1", DEFAULT_PORT)
+    finally:
+        holder.close()

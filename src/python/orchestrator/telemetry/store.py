@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,11 +72,12 @@ class TelemetryStore:
 
     def open(self, *, new_run: bool) -> None:
         """Blocks. new_run: this is an `up` that records; otherwise only past runs are read."""
-        with history.reading(self.directory) as connection:
-            if new_run:
-                now = self._clock()
-                self.run_id, self.started_ms = new_run_id(now), now * 1000.0
-                history.begin_run(connection, self.run_id, self.started_ms, self._limits.runs_kept)
+        if new_run:
+            now = self._clock()
+            run_id, self.started_ms = new_run_id(now), now * 1000.0
+            with closing(history.connect(self.directory)) as connection:
+                history.begin_run(connection, run_id, self.started_ms, self._limits.runs_kept)
+            self.run_id = run_id
         if self.run_id is not None:
             self._writer = HistoryWriter(
                 self.directory, self.run_id, capacity=self._limits.writer_capacity

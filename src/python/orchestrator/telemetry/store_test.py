@@ -284,3 +284,12 @@ def test_a_history_that_cannot_be_written_is_reported(tmp_path: Path) -> None:
         assert store.dropped == 10  # both batches: the failed write's and the refused one
     finally:
         store.close()
+
+
+def test_reading_makes_no_files(tmp_path: Path) -> None:
+    reader = TelemetryStore(tmp_path)
+    reader.open(new_run=False)
+    assert reader.runs() == []
+    with pytest.raises(UnknownRun):
+        reader.logs("20260101T000000Z-abcdef", LogFilter())
+    assert list(tmp_path.iterdir()) == []
