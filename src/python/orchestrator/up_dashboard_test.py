@@ -124,6 +124,8 @@ def test_dashboard_shows_the_stack_and_restarts_the_frontend(
         answers = [
             shown_text,
             json.dumps(_api(f"{url}/api/resources")),
+            # The caller's endpoint, which the services export to instead of the receiver.
+            json.dumps(_api(f"{url}/api/telemetry/status")),
             dashboard.stream_text(f"{url}/api/resources/stream"),
             *(
                 dashboard.stream_text(f"{url}/api/logs/{name}")
@@ -131,7 +133,8 @@ def test_dashboard_shows_the_stack_and_restarts_the_frontend(
             ),
         ]
         assert not [text for text in answers if CANARY_TOKEN in text]
-        assert MASK in answers[3]  # the backend's log stream
+        assert MASK in answers[2]  # the caller's endpoint in the telemetry status
+        assert MASK in answers[4]  # the backend's log stream
         assert orchestrator.process.poll() is None, orchestrator.output()
         code = orchestrator.signal_and_wait(signal.SIGTERM)
         output = orchestrator.output()

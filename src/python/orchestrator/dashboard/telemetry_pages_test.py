@@ -5,6 +5,8 @@ of the store."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +21,12 @@ from orchestrator.dashboard.telemetry_samples import (
     send_conversations,
 )
 from orchestrator.dashboard.testing import LoopThread, loop_thread
-from orchestrator.masking import Masker
+from orchestrator.masking import MASK, Masker
 from orchestrator.stack.lifecycle import Controls
+from orchestrator.telemetry import testing as otlp
 from orchestrator.telemetry.session import Telemetry
+from orchestrator.testing import CANARY_TOKEN
+from testsupport.polling import http_status
 from testsupport.processes import free_port
 
 _MS = 1000
@@ -42,7 +47,9 @@ class Served:
 
         async def start() -> tuple[Telemetry, Dashboard, str]:
             telemetry = await Telemetry.start(self._state_dir, {}, enabled=True, port=None)
-            dashboard = Dashboard(hub, Controls(), Masker(), port=free_port(), telemetry=telemetry)
+            # The orchestrator knows the token: the services' telemetry must not show it.
+            masker = Masker([CANARY_TOKEN])
+            dashboard = Dashboard(hub, Controls(), masker, port=free_port(), telemetry=telemetry)
             return telemetry, dashboard, await dashboard.start()
 
         self._telemetry, self._dashboard, self.url = self._thread.run(start())
@@ -188,5 +195,42 @@ def test_the_run_selector_shows_a_previous_run_after_a_restart(
         expect(page.locator("#slogs tbody tr")).to_have_count(4)
         page.select_option("#run-select", "")
         expect(page.locator("#slogs tbody tr")).to_have_count(0)
+    finally:
+        page.close()
+
+
+def test_the_services_secrets_are_masked_in_the_telemetry_answers(
+    browser: Browser, served: Served
+) -> None:
+    tracers = otlp.tracer_provider(served.endpoint, events.BACKEND)
+    logs_provider, handler = otlp.logging_handler(served.endpoint, events.BACKEND)
+    logger = logging.getLogger("moshi_backend.loader")
+    logger.addHandler(handler)
+    try:
+        with tracers.get_tracer("moshi_backend").start_as_current_span("moshi.load") as span:
+            span.set_attribute("url", f"https://hub.invalid/?token={CANARY_TOKEN}")
+            logger.warning("download with HF_TOKEN=%s failed", CANARY_TOKEN)
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    finally:
+        logger.removeHandler(handler)
+        logs_provider.shutdown()
+        tracers.shutdown()
+    answers = []
+    for path in ("logs", f"traces/{trace_id}", "traces"):
+        answer = http_status(f"{served.url}/api/telemetry/{path}")
+        assert answer is not None and answer[0] == 200, (path, answer)
+        answers.append(answer[1].decode())
+    assert not [text for text in answers if CANARY_TOKEN in text]
+    assert json.loads(answers[0])["logs"][0]["message"] == f"download with HF_TOKEN={MASK} failed"
+    (loaded,) = json.loads(answers[1])["spans"]
+    assert loaded["attributes"]["url"] == f"https://hub.invalid/?token={MASK}"
+    page = browser.new_page()
+    try:
+        page.goto(f"{served.url}/#logs")
+        expect(page.locator("#slogs tbody tr")).to_have_count(1, timeout=15 * _MS)
+        page.goto(f"{served.url}/#trace/{trace_id}")
+        page.locator("#waterfall .span-row:not(.axis)").first.click()
+        expect(page.locator("#span-detail")).to_contain_text(MASK)
+        assert CANARY_TOKEN not in page.content()
     finally:
         page.close()

@@ -61,7 +61,8 @@ async function refreshRuns(select) {
   if (select.value !== chosenRun) select.value = "";
 }
 
-// What the receiver has had this run, in a few words (its title: where the services export).
+// What the receiver has had this run, in a few words (its title: whether the services export
+// to it).
 async function refreshStatus(target) {
   let status;
   try {
@@ -78,8 +79,9 @@ async function refreshStatus(target) {
   if (status.dropped) text += ` · ${status.dropped} dropped`;
   target.textContent = text;
   target.dataset.state = !status.enabled ? "off" : status.dropped ? "dropping" : "on";
+  // The caller's endpoint is not shown: it may carry a credential.
   target.title = status.services_export_to
-    ? `the services export to ${status.services_export_to}, not here`
+    ? "the services export to the caller's OTEL_EXPORTER_OTLP_ENDPOINT, not here"
     : status.endpoint
       ? `OTLP receiver at ${status.endpoint}`
       : "";
