@@ -1,8 +1,8 @@
 """Telemetry receiver benchmark.
 
 (a) The receiver's cost per span: CPU time (all threads of this process) to decode batches of 512
-    spans and store them, the SQLite history included (the store is closed, so flushed, inside
-    the measurement).
+    spans and store them, secrets masked and the SQLite history included (the store is closed,
+    so flushed, inside the measurement).
 (b) The event hub's latency for log lines (publish to subscriber delivery, p50/p99/max) while the
     receiver runs in the same event loop, idle and then under a burst of 1,000 spans/s POSTed by
     another process (10 requests of 100 spans a second, as the services' exporters would).
@@ -26,11 +26,14 @@ from pathlib import Path
 from orchestrator.bench.startup_report import machine_line
 from orchestrator.events import Event, LogLine
 from orchestrator.hub import EventHub, StackState
+from orchestrator.masking import Masker
 from orchestrator.telemetry.decoding import Signal, decode
 from orchestrator.telemetry.receiver import OtlpReceiver
 from orchestrator.telemetry.store import StoreLimits, TelemetryStore
 from orchestrator.telemetry.testing import spans_body
 
+# As in `up`, which masks the secrets it knows in everything it keeps.
+_MASK = Masker(["hf_a_token_of_the_usual_length_0123456789"])
 # Another process, so that the sender's CPU and GIL are not the loop's (the services are
 # processes of their own too). Prints "accepted refused".
 _SENDER = r"""
@@ -64,7 +67,7 @@ def span_costs_us(batches: int, batch_size: int = 512) -> tuple[float, float]:
         decode(Signal.TRACES, body)
     decoding = (time.process_time() - started) / (batches * batch_size) * 1e6
     with tempfile.TemporaryDirectory(prefix="telemetry-bench-") as directory:
-        store = TelemetryStore(Path(directory), StoreLimits(run_entries=10**9))
+        store = TelemetryStore(Path(directory), StoreLimits(run_entries=10**9), mask=_MASK)
         store.open(new_run=True)
         started = time.process_time()
         for body in bodies:
@@ -127,7 +130,7 @@ async def hub_latency(seconds: float, line_rate: int, burst: bool, directory: Pa
     latencies = _Latencies()
     hub.subscribe(latencies)
     hub_task = asyncio.create_task(hub.run())
-    store = TelemetryStore(directory, StoreLimits(run_entries=10**9))
+    store = TelemetryStore(directory, StoreLimits(run_entries=10**9), mask=_MASK)
     await asyncio.to_thread(store.open, new_run=True)
     receiver = OtlpReceiver(store.add)
     port = await receiver.start("127.0.0.1", 0)

@@ -53,7 +53,7 @@ async def up(
     # Before the services: they are told where it listens. Not for an `up` that is refused: it
     # would record a run.
     refuse_if_running(run_state, settings.project)
-    telemetry = await _start_telemetry(settings, hub, run_state, environ)
+    telemetry = await _start_telemetry(settings, hub, run_state, environ, masker)
     supervisor = Supervisor(settings, hub, run_state, Seams(environ=environ), telemetry)
     probe = HttpProbe(run_state.certs_dir / CERT_FILE)
     try:
@@ -81,13 +81,21 @@ async def up(
 
 
 async def _start_telemetry(
-    settings: StackSettings, hub: EventHub, run_state: RunState, environ: dict[str, str]
+    settings: StackSettings,
+    hub: EventHub,
+    run_state: RunState,
+    environ: dict[str, str],
+    masker: Masker,
 ) -> Telemetry | None:
     """The receiver and the history, or None; like the dashboard's, a failure here costs the
     telemetry, never the stack."""
     try:
         telemetry = await Telemetry.start(
-            run_state.directory, environ, enabled=settings.telemetry, port=settings.otlp_port
+            run_state.directory,
+            environ,
+            enabled=settings.telemetry,
+            port=settings.otlp_port,
+            mask=masker,
         )
     except (OrchestratorError, OSError, sqlite3.Error) as error:
         text = error.message if isinstance(error, OrchestratorError) else str(error)
@@ -107,8 +115,8 @@ async def _start_telemetry(
     if telemetry.user_endpoint:
         await hub.publish(
             Notice(
-                f"telemetry receiver at {telemetry.endpoint}, but the services export to "
-                f"{OTLP_ENDPOINT}={telemetry.user_endpoint} as set by the caller"
+                f"telemetry receiver at {telemetry.endpoint}, but the services export to the "
+                f"caller's {OTLP_ENDPOINT}"
             )
         )
     else:

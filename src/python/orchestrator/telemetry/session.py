@@ -10,6 +10,7 @@ from typing import Any
 
 from orchestrator.environments import OTLP_ENDPOINT
 from orchestrator.telemetry.receiver import OtlpReceiver
+from orchestrator.telemetry.redaction import Mask
 from orchestrator.telemetry.store import TelemetryStore
 
 LOOPBACK = "127.0.0.1"
@@ -38,11 +39,12 @@ class Telemetry:
         *,
         enabled: bool,
         port: int | None,
+        mask: Mask | None = None,
         store: TelemetryStore | None = None,
     ) -> Telemetry:
         """The receiver listening on loopback (when enabled) and the store open; the history is
         read even when telemetry is off. OrchestratorError when the port cannot be had."""
-        store = store or TelemetryStore(state_dir)
+        store = store or TelemetryStore(state_dir, mask=mask)
         await asyncio.to_thread(store.open, new_run=enabled)
         if not enabled:
             return cls(store)
@@ -91,7 +93,8 @@ class Telemetry:
             ],
         }
         if self.user_endpoint:
-            status["services_export_to"] = self.user_endpoint
+            # Not the address itself: it may hold credentials.
+            status["services_export_elsewhere"] = True
         if store.history_failure:
             status["history_error"] = store.history_failure
         return status

@@ -29,6 +29,7 @@ from orchestrator.telemetry.queries import (
     trace_summaries,
 )
 from orchestrator.telemetry.records import Batch
+from orchestrator.telemetry.redaction import Mask, redact
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,11 @@ class TelemetryStore:
         state_dir: Path,
         limits: StoreLimits | None = None,
         clock: Callable[[], float] = time.time,
+        mask: Mask | None = None,
     ) -> None:
+        """mask: applied to every text received (the secrets the orchestrator knows)."""
         self.directory = history.history_dir(state_dir)
+        self._mask = mask
         self._limits = limits or StoreLimits()
         self._clock = clock
         self._lock = threading.Lock()
@@ -101,6 +105,8 @@ class TelemetryStore:
     def add(self, batch: Batch) -> None:
         if self.run_id is None:
             return
+        if self._mask is not None:
+            batch = redact(batch, self._mask)
         with self._lock:
             room = max(self._limits.run_entries - sum(self.received.values()), 0)
             if len(batch) > room:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.masking import MASK, Masker
 from orchestrator.telemetry import history
 from orchestrator.telemetry.memory import MemoryLimits
 from orchestrator.telemetry.queries import LogFilter, MetricFilter, TraceFilter
@@ -293,3 +294,30 @@ def test_reading_makes_no_files(tmp_path: Path) -> None:
     with pytest.raises(UnknownRun):
         reader.logs("20260101T000000Z-abcdef", LogFilter())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_secrets_are_masked_before_they_are_kept(tmp_path: Path) -> None:
+    secret = "hf_secret_value_123"
+    store = TelemetryStore(tmp_path, mask=Masker([secret]))
+    store.open(new_run=True)
+    the_trace = trace_id()
+    store.add(
+        Batch(
+            spans=[
+                span(the_trace, span_id(), f"GET {secret}", url=f"/x?t={secret}", nested=[secret])
+            ],
+            logs=[log(f"token is {secret}", logger=f"logger.{secret}")],
+        )
+    )
+    store.close()
+    [kept] = store.trace(None, the_trace)
+    assert kept["name"] == f"GET {MASK}" and kept["attributes"] == {
+        "url": f"/x?t={MASK}",
+        "nested": [MASK],
+    }
+    [entry] = store.logs(None, LogFilter())
+    assert entry["message"] == f"token is {MASK}" and entry["logger"] == f"logger.{MASK}"
+    with history.reading(history.history_dir(tmp_path)) as connection:
+        rows = connection.execute("SELECT * FROM spans").fetchall()
+        rows += connection.execute("SELECT * FROM logs").fetchall()
+    assert secret not in repr(rows)
