@@ -66,6 +66,8 @@ def test_dashboard_shows_the_stack_and_restarts_the_frontend(
         try:
             page.goto(url)
             dashboard.expect_healthy(page, (events.BACKEND, events.FRONTEND))
+            # The caller's endpoint wins over the receiver: said, not shown.
+            expect(page.locator("#telemetry-status")).to_have_text("services export elsewhere")
             kind = dashboard.field(page, events.FRONTEND, "kind")
             expect(kind).to_have_text("process")
             backend_links = dashboard.field(page, events.BACKEND, "endpoints").locator("a")
@@ -133,7 +135,7 @@ def test_dashboard_shows_the_stack_and_restarts_the_frontend(
             ),
         ]
         assert not [text for text in answers if CANARY_TOKEN in text]
-        assert MASK in answers[2]  # the caller's endpoint in the telemetry status
+        assert json.loads(answers[2])["services_export_elsewhere"] is True
         assert MASK in answers[4]  # the backend's log stream
         assert orchestrator.process.poll() is None, orchestrator.output()
         code = orchestrator.signal_and_wait(signal.SIGTERM)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -43,45 +41,8 @@ async def _loopback_hosts_only(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-def _masked(value: Any, mask: Masker) -> Any:
-    # Each string on its own: masking the JSON text could cut through an escaped quote.
-    if isinstance(value, str):
-        return mask(value)
-    if isinstance(value, list):
-        return [_masked(item, mask) for item in value]
-    if isinstance(value, dict):
-        return {mask(key): _masked(item, mask) for key, item in value.items()}
-    return value
-
-
-def _masked_json(text: str, mask: Masker) -> str | None:
-    """text masked, or None when it holds no secret."""
-    document = json.loads(text)
-    masked = _masked(document, mask)
-    return json.dumps(masked) if masked != document else None
-
-
-@web.middleware
-async def _masked_telemetry(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The services' telemetry (log messages, span attributes, the caller's endpoint) is masked
-    like their console lines: every secret the orchestrator knows is replaced in the answer."""
-    response = await handler(request)
-    if (
-        request.path.startswith("/api/telemetry/")
-        and isinstance(response, web.Response)
-        and response.content_type == "application/json"
-        and response.text is not None
-    ):
-        # A thread: an answer of a thousand traces is CPU work the loop must not do.
-        mask = request.app[routes.CONTEXT].mask
-        masked = await asyncio.to_thread(_masked_json, response.text, mask)
-        if masked is not None:
-            response.text = masked
-    return response
-
-
 def create_app(context: routes.Context, telemetry: Telemetry | None = None) -> web.Application:
-    app = web.Application(middlewares=[_loopback_hosts_only, _masked_telemetry])
+    app = web.Application(middlewares=[_loopback_hosts_only])
     app[routes.CONTEXT] = context
     app.router.add_get("/", routes.index)
     app.router.add_static("/static", routes.STATIC_DIR)

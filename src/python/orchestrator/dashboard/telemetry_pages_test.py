@@ -46,9 +46,11 @@ class Served:
         hub = self._thread.start_hub()
 
         async def start() -> tuple[Telemetry, Dashboard, str]:
-            telemetry = await Telemetry.start(self._state_dir, {}, enabled=True, port=None)
             # The orchestrator knows the token: the services' telemetry must not show it.
             masker = Masker([CANARY_TOKEN])
+            telemetry = await Telemetry.start(
+                self._state_dir, {}, enabled=True, port=None, mask=masker
+            )
             dashboard = Dashboard(hub, Controls(), masker, port=free_port(), telemetry=telemetry)
             return telemetry, dashboard, await dashboard.start()
 

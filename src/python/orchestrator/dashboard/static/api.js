@@ -77,10 +77,11 @@ async function refreshStatus(target) {
     ? `${received.spans ?? 0} spans · ${received.logs ?? 0} logs · ${received.points ?? 0} points`
     : "telemetry off";
   if (status.dropped) text += ` · ${status.dropped} dropped`;
+  if (status.services_export_elsewhere) text = "services export elsewhere";
   target.textContent = text;
   target.dataset.state = !status.enabled ? "off" : status.dropped ? "dropping" : "on";
   // The caller's endpoint is not shown: it may carry a credential.
-  target.title = status.services_export_to
+  target.title = status.services_export_elsewhere
     ? "the services export to the caller's OTEL_EXPORTER_OTLP_ENDPOINT, not here"
     : status.endpoint
       ? `OTLP receiver at ${status.endpoint}`
