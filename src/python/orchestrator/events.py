@@ -14,6 +14,9 @@ ORCHESTRATOR = "orchestrator"
 
 class ResourceState(str, Enum):
     PENDING = "pending"
+    # Listed before it starts: StateChanged.waiting_for says on what.
+    WAITING = "waiting"
+    PULLING = "pulling"
     BUILDING = "building"
     STARTING = "starting"
     # Asked for (dashboard): the resource is stopped and started again.
@@ -46,6 +49,8 @@ class StateChanged:
     # Set when known (on start); a later event without them keeps what was said before.
     kind: ResourceKind | None = None
     image: str | None = None
+    # What a WAITING resource waits for, in words ("moshi-backend to be healthy").
+    waiting_for: str = ""
     # Wall-clock time of the change, for uptimes.
     at: float = field(default_factory=time.time)
 

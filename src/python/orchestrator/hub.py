@@ -37,6 +37,7 @@ class ResourceView:
     name: str
     state: ResourceState = ResourceState.PENDING
     detail: str = ""
+    waiting_for: str = ""
     endpoint: str | None = None
     progress: Progress | None = None
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=_RECENT_LINES))
@@ -60,14 +61,15 @@ class StackState:
         if isinstance(event, StateChanged):
             view = self.view(event.resource)
             view.state, view.detail = event.state, event.detail
+            view.waiting_for = event.waiting_for
             if event.endpoint is not None:
                 view.endpoint = event.endpoint
             if event.kind is not None:
                 view.kind = event.kind
             if event.image is not None:
                 view.image = event.image
-            if event.state is not ResourceState.BUILDING:
-                view.progress = None
+            # A state's progress (a pull's, a build's) comes after it: a new state starts none.
+            view.progress = None
             if event.state is ResourceState.RESTARTING:
                 view.restarts += 1
             if event.state is ResourceState.STARTING or (

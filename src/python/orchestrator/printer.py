@@ -53,6 +53,8 @@ class TerminalPrinter:
             words = f"{event.resource}: {event.state.value}"
             if event.endpoint:
                 words += f" at {event.endpoint}"
+            if event.waiting_for:
+                words += f" for {event.waiting_for}"
             if event.detail:
                 words += f" ({event.detail})"
             self.line(events.ORCHESTRATOR, words, _STATE_STYLES.get(event.state, ""))

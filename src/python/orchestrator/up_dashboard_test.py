@@ -66,6 +66,8 @@ def test_dashboard_shows_the_stack_and_restarts_the_frontend(
         try:
             page.goto(url)
             dashboard.expect_healthy(page, (events.BACKEND, events.FRONTEND))
+            # The caller's endpoint wins over the receiver: said, not shown.
+            expect(page.locator("#telemetry-status")).to_have_text("services export elsewhere")
             kind = dashboard.field(page, events.FRONTEND, "kind")
             expect(kind).to_have_text("process")
             backend_links = dashboard.field(page, events.BACKEND, "endpoints").locator("a")
@@ -124,6 +126,8 @@ def test_dashboard_shows_the_stack_and_restarts_the_frontend(
         answers = [
             shown_text,
             json.dumps(_api(f"{url}/api/resources")),
+            # The caller's endpoint, which the services export to instead of the receiver.
+            json.dumps(_api(f"{url}/api/telemetry/status")),
             dashboard.stream_text(f"{url}/api/resources/stream"),
             *(
                 dashboard.stream_text(f"{url}/api/logs/{name}")
@@ -131,7 +135,8 @@ def test_dashboard_shows_the_stack_and_restarts_the_frontend(
             ),
         ]
         assert not [text for text in answers if CANARY_TOKEN in text]
-        assert MASK in answers[3]  # the backend's log stream
+        assert json.loads(answers[2])["services_export_elsewhere"] is True
+        assert MASK in answers[4]  # the backend's log stream
         assert orchestrator.process.poll() is None, orchestrator.output()
         code = orchestrator.signal_and_wait(signal.SIGTERM)
         output = orchestrator.output()

@@ -18,6 +18,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from orchestrator import events
 from orchestrator.containers.container_spec import ContainerSpec, create_and_start
 from orchestrator.containers.docker_errors import NoGpuDriver
 from orchestrator.containers.image_build import build_image
@@ -32,6 +33,7 @@ from orchestrator.containers.labels import (
 )
 from orchestrator.containers.service_container import ServiceContainer
 from orchestrator.errors import OrchestratorError
+from orchestrator.events import ResourceState, StateChanged
 from orchestrator.hub import EventHub
 
 
@@ -63,9 +65,12 @@ class DockerEngine:
         info = await asyncio.to_thread(self.client.info)
         return "nvidia" in (info.get("Runtimes") or {})
 
-    async def ensure_image(self, image: str, *, timeout_s: float) -> None:
+    async def ensure_image(
+        self, image: str, *, timeout_s: float, for_resource: str | None = None
+    ) -> None:
         """Nothing when the engine has image; otherwise a pull, its progress streamed into
-        the hub. PullFailed with the reason in one line."""
+        the hub (for_resource, when given, is shown pulling, the pull in its console).
+        PullFailed with the reason in one line."""
 
         def present() -> bool:
             try:
@@ -75,7 +80,15 @@ class DockerEngine:
             return True
 
         if not await asyncio.to_thread(present):
-            await pull_image(self.client, self.hub, image, timeout_s=timeout_s)
+            if for_resource is not None:
+                await self.hub.publish(StateChanged(for_resource, ResourceState.PULLING, image))
+            await pull_image(
+                self.client,
+                self.hub,
+                image,
+                timeout_s=timeout_s,
+                resource=for_resource or events.BUILD,
+            )
 
     async def build(
         self,
@@ -85,8 +98,10 @@ class DockerEngine:
         tag: str,
         buildargs: Mapping[str, str],
         timeout_s: float,
+        resource: str = events.BUILD,
     ) -> str:
-        """The id of the image built from context; its output streams into the hub."""
+        """The id of the image built from context; its output streams into the hub (into
+        resource's console)."""
         return await build_image(
             self.client,
             self.hub,
@@ -96,6 +111,7 @@ class DockerEngine:
             buildargs=buildargs,
             labels=owner_labels(self.project),
             timeout_s=timeout_s,
+            resource=resource,
         )
 
     async def ensure_volume(self, name: str) -> bool:

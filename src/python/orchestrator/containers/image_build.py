@@ -38,8 +38,10 @@ async def build_image(
     buildargs: Mapping[str, str],
     labels: Mapping[str, str],
     timeout_s: float,
+    resource: str = events.BUILD,
 ) -> str:
-    """The id of the image built from context; OrchestratorError with the build's last lines."""
+    """The id of the image built from context; OrchestratorError with the build's last lines.
+    Its output goes to resource's console (the service whose image it is, as Aspire shows it)."""
     cancel = threading.Event()
     tail: list[str] = []
 
@@ -68,7 +70,7 @@ async def build_image(
                 if line.strip():
                     tail.append(line)
                     del tail[:-_TAIL_LINES]
-                    _publish_line(hub, line)
+                    _publish_line(hub, resource, line)
             aux = chunk.get("aux")
             if isinstance(aux, dict) and "ID" in aux:
                 image_id = str(aux["ID"])
@@ -89,12 +91,12 @@ async def build_image(
         cancel.set()
 
 
-def _publish_line(hub: EventHub, line: str) -> None:
+def _publish_line(hub: EventHub, resource: str, line: str) -> None:
     """From the build's thread: the line (unless noise) and, on a new step, the progress."""
     if not line.startswith(_BUILD_NOISE):
-        hub.publish_threadsafe(LogLine(events.BUILD, line))
+        hub.publish_threadsafe(LogLine(resource, line))
     step = _STEP.match(line)
     if step:
         done, total = int(step.group(1)), int(step.group(2))
         message = f"image step {done}/{total}: {step.group(3)[:60]}"
-        hub.publish_threadsafe(Progress(events.BUILD, (done - 1) / total, message))
+        hub.publish_threadsafe(Progress(resource, (done - 1) / total, message))

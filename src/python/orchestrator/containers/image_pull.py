@@ -2,9 +2,9 @@
 
 `images.pull` returns only when the pull is over, and a CUDA-capable base is hundreds of MB: a
 first `up` that pulled silently looked hung. The low-level stream reports every layer's bytes;
-they reach the terminal and the dashboard as the build's output does (the `build` source): a
-line whenever a layer changes step, a progress event at most every PROGRESS_INTERVAL_S, and a
-summary at the end.
+they reach the terminal and the dashboard as the build's output does (in the console of the
+resource whose image it is, else the `build` source): a line whenever a layer changes step, a
+progress event at most every PROGRESS_INTERVAL_S, and a summary at the end.
 """
 
 from __future__ import annotations
@@ -46,7 +46,12 @@ def registry_of(image: str) -> str:
 
 
 async def pull_image(
-    client: docker.DockerClient, hub: EventHub, image: str, *, timeout_s: float
+    client: docker.DockerClient,
+    hub: EventHub,
+    image: str,
+    *,
+    timeout_s: float,
+    resource: str = events.BUILD,
 ) -> str:
     """Pull image; the summary line it published. PullFailed with the reason in one line."""
     registry = registry_of(image)
@@ -64,7 +69,7 @@ async def pull_image(
         started = time.monotonic()
         progress = PullProgress()
         published_at = 0.0
-        _say(hub, f"pulling {image} from {registry}")
+        _say(hub, resource, f"pulling {image} from {registry}")
         for message in messages():
             if cancel.is_set():
                 raise PullFailed(f"pull of {image} cancelled")
@@ -74,15 +79,15 @@ async def pull_image(
                 raise PullFailed(pull_reason(explanation, registry))
             step = progress.update(message)
             if step in _LOGGED_STEPS:
-                _say(hub, _layer_line(progress, str(message["id"]), step))
+                _say(hub, resource, _layer_line(progress, str(message["id"]), step))
             now = time.monotonic()
             if progress.layers and now - published_at >= PROGRESS_INTERVAL_S:
                 published_at = now
-                _report(hub, image, progress)
+                _report(hub, resource, image, progress)
         progress.finish()
-        _report(hub, image, progress)
+        _report(hub, resource, image, progress)
         summary = f"pulled {image}: {progress.summary()} in {time.monotonic() - started:.1f} s"
-        _say(hub, summary)
+        _say(hub, resource, summary)
         return summary
 
     try:
@@ -97,8 +102,8 @@ async def pull_image(
         cancel.set()
 
 
-def _say(hub: EventHub, text: str) -> None:
-    hub.publish_threadsafe(LogLine(events.BUILD, text))
+def _say(hub: EventHub, resource: str, text: str) -> None:
+    hub.publish_threadsafe(LogLine(resource, text))
 
 
 def _layer_line(progress: PullProgress, layer_id: str, step: str) -> str:
@@ -108,6 +113,6 @@ def _layer_line(progress: PullProgress, layer_id: str, step: str) -> str:
     return f"layer {layer_id}: {step.lower()}"
 
 
-def _report(hub: EventHub, image: str, progress: PullProgress) -> None:
+def _report(hub: EventHub, resource: str, image: str, progress: PullProgress) -> None:
     message = f"pulling {image}: {progress.describe()}"
-    hub.publish_threadsafe(Progress(events.BUILD, progress.fraction, message))
+    hub.publish_threadsafe(Progress(resource, progress.fraction, message))

@@ -22,7 +22,7 @@ from orchestrator.containers.engine import BaseImageUnavailable, DockerEngine
 from orchestrator.containers.image_pull import PullFailed, pull_image, registry_of
 from orchestrator.containers.service_images import BACKEND_IMAGE, require_base_image
 from orchestrator.dashboard.feed import Feed
-from orchestrator.events import Event, Progress
+from orchestrator.events import Event, LogLine, Progress, ResourceState, StateChanged
 from orchestrator.hub import EventHub, StackState
 from orchestrator.masking import Masker
 from orchestrator.printer import TerminalPrinter
@@ -133,6 +133,38 @@ async def test_a_pull_streams_layer_and_byte_progress_and_ends_with_the_image(
     finished = f"pulling {image}: 1 of 1 layers, {megabytes} of {megabytes} 100%"
     assert [events.BUILD, finished] in [[prefix.strip(), text] for prefix, text in terminal]
     assert [events.BUILD, summary] in [[prefix.strip(), text] for prefix, text in terminal]
+
+
+async def test_a_service_base_image_pull_is_the_service_pulling_in_its_own_console(
+    docker_client: docker.DockerClient, served_image: RegistryImage, watched: Watched
+) -> None:
+    """As Aspire shows it: the resource whose base image it is says `pulling`, and the pull's
+    lines and progress are in that resource's console, not in a separate source."""
+    engine = DockerEngine(docker_client, watched.hub, project="unused")
+    async with serving_registry({"personaplex-test/tiny:1": served_image}) as registry:
+        image = f"{registry}/personaplex-test/tiny:1"
+        try:
+            await require_base_image(engine, BACKEND_IMAGE, image)
+        finally:
+            await watched.hub.drain()
+            _remove(docker_client, image)
+    first = watched.recorder.events[0]
+    assert isinstance(first, StateChanged)
+    assert (first.resource, first.state, first.detail) == (
+        events.BACKEND,
+        ResourceState.PULLING,
+        image,
+    )
+    assert watched.hub.state.view(events.BACKEND).state is ResourceState.PULLING
+    lines = [line.text for line in watched.feed.history(events.BACKEND)]
+    assert lines[0] == f"pulling {image} from {registry}"
+    assert lines[-1].startswith(f"pulled {image}: 1 layer")
+    progress = watched.recorder.progress()
+    assert progress and {event.resource for event in progress} == {events.BACKEND}
+    assert watched.hub.state.view(events.BACKEND).progress == progress[-1]
+    logged = [event for event in watched.recorder.events if isinstance(event, LogLine)]
+    assert {line.resource for line in logged} == {events.BACKEND}
+    assert watched.feed.history(events.BUILD) == []
 
 
 async def test_a_pull_from_a_closed_port_says_no_registry_answers(

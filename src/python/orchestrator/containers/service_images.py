@@ -130,11 +130,12 @@ async def packaged_pex(
             f"no ./pants in {repo_root.resolve()} to package {target}; "
             f"run from the repository root, or pass {recipe.pex_option}"
         )
-    await hub.publish(Progress(events.BUILD, None, f"packaging {target} with Pants"))
+    # The packaging's output is the service's, as the image build's is (its console log).
+    await hub.publish(Progress(recipe.service, None, f"packaging {target} with Pants"))
     # --concurrent: this runs inside `./pants run orchestrator`, whose lock a plain nested
     # call would wait for forever.
     spec = ProcessSpec(
-        events.BUILD,
+        recipe.service,
         [str(pants.resolve()), "--concurrent", "package", target],
         env=dict(environ),
         cwd=repo_root,
@@ -187,7 +188,9 @@ async def require_base_image(
     """BaseImageUnavailable, naming why and the option that picks another, unless the base is
     there or could be pulled."""
     try:
-        await engine.ensure_image(base_image, timeout_s=_PULL_TIMEOUT_S)
+        await engine.ensure_image(
+            base_image, timeout_s=_PULL_TIMEOUT_S, for_resource=recipe.service
+        )
     except PullFailed as error:
         raise BaseImageUnavailable(
             f"base image {base_image} is not present and cannot be pulled ({error.message}); "
@@ -223,4 +226,5 @@ async def build_service_image(
             tag=recipe.tag(engine.project),
             buildargs={recipe.base_image_arg: build.base_image},
             timeout_s=_BUILD_TIMEOUT_S,
+            resource=recipe.service,
         )

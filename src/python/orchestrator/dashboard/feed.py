@@ -77,6 +77,8 @@ class Feed:
             words = f"{event.resource}: {event.state.value}"
             if event.endpoint:
                 words += f" at {event.endpoint}"
+            if event.waiting_for:
+                words += f" for {event.waiting_for}"
             if event.detail:
                 words += f" ({event.detail})"
             self._record(events.ORCHESTRATOR, words)

@@ -18,6 +18,8 @@ _LINKS: dict[str, tuple[tuple[str, str], ...]] = {
     events.FRONTEND: (("UI", "/"), ("/health", "/health")),
     events.BACKEND: (("/health", "/health"), ("/metrics", "/metrics")),
 }
+# The resource graph's edges (the browser's is the page's own): who calls whom.
+DEPENDS_ON: dict[str, tuple[str, ...]] = {events.FRONTEND: (events.BACKEND,)}
 _UNHEALTHY_STATES = frozenset({ResourceState.FAILED, ResourceState.STOPPED})
 
 
@@ -34,6 +36,8 @@ class ResourceRow:
     state: str
     health: str
     detail: str
+    waiting_for: str
+    depends_on: list[str]
     endpoints: list[str]
     links: list[Link]
     image: str
@@ -64,6 +68,8 @@ def _row(
         state=view.state.value,
         health=shown_health,
         detail=mask(view.detail),
+        waiting_for=mask(view.waiting_for),
+        depends_on=list(DEPENDS_ON.get(view.name, ())),
         endpoints=[mask(endpoint)] if endpoint else [],
         links=[Link(link.label, mask(link.url)) for link in links] if endpoint else [],
         image=mask(view.image) if view.image else "-",

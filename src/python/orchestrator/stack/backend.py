@@ -20,7 +20,7 @@ from orchestrator.containers.service_images import (
 from orchestrator.endpoints import Endpoint
 from orchestrator.environments import container_environment
 from orchestrator.errors import OrchestratorError
-from orchestrator.events import Level
+from orchestrator.events import Level, ResourceState, StateChanged
 from orchestrator.settings import BackendMode, EngineChoice, GpuMode
 from orchestrator.stack.container_service import (
     announce_build,
@@ -42,6 +42,11 @@ async def start_backend(
             "--prod runs both services as containers; it cannot go with MOSHI_BACKEND=local"
         )
     if mode is not BackendMode.LOCAL:
+        await stack.hub.publish(
+            StateChanged(
+                events.BACKEND, ResourceState.WAITING, waiting_for="the Docker engine to answer"
+            )
+        )
         client, reason = await stack.seams.connect_docker()
         if client is not None:
             owned.callback(client.close)

@@ -60,6 +60,7 @@ class Supervisor:
         """128+signal after a signal, 1 when a service fails; raises when the start fails."""
         stack = self._stack
         started = stack.seams.clock.monotonic()
+        await self._announce()
         async with AsyncExitStack() as owned:
             await self._sweep_processes()
             stack.run_state.directory.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,17 @@ class Supervisor:
                 await stack.say("interrupted while starting; stopping what was started")
                 code = 128 + stop.result()
         return code
+
+    async def _announce(self) -> None:
+        """Every resource listed before anything happens, with what it waits for: the page and
+        the terminal show the whole stack from the first second, as Aspire does."""
+        for resource, waiting_for in (
+            (events.BACKEND, "the stack's setup (leftovers, certificate, container engine)"),
+            (events.FRONTEND, f"{events.BACKEND} to be healthy"),
+        ):
+            await self._stack.hub.publish(
+                StateChanged(resource, ResourceState.WAITING, waiting_for=waiting_for)
+            )
 
     async def _start(self, owned: AsyncExitStack) -> None:
         await asyncio.to_thread(prepare_certificate, self._stack)

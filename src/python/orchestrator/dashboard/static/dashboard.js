@@ -1,6 +1,15 @@
-// The orchestrator's dashboard: the resources table and one resource's console log, both kept
-// live by Server-Sent Events (the browser reconnects them by itself; the log resumes after the
-// last line it showed). Every text from the server is put in with textContent, never as HTML.
+// The orchestrator's dashboard: the resources table, their graph and one resource's console
+// log, kept live by Server-Sent Events (the browser reconnects them by itself; the log resumes
+// after the last line it showed); the telemetry views (traces, metrics, structured logs) behind
+// hash navigation. Every text from the server is put in with textContent, never as HTML.
+
+import { onRunChange, startRunSelector } from "./api.js";
+import { element } from "./dom.js";
+import { renderGraph } from "./graph.js";
+import { metricsPage } from "./metrics.js";
+import { startNavigation } from "./nav.js";
+import { structuredLogsPage } from "./structured_logs.js";
+import { tracePage, tracesPage } from "./traces.js";
 
 const MAX_LINES = 5000; // lines kept in the page (and held while paused)
 const ACTION_HEADER = "X-Dashboard-Action";
@@ -14,6 +23,9 @@ const ui = {
   pause: document.getElementById("log-pause"),
   count: document.getElementById("log-count"),
   lines: document.getElementById("log-lines"),
+  graph: document.getElementById("graph"),
+  runSelect: document.getElementById("run-select"),
+  telemetryStatus: document.getElementById("telemetry-status"),
 };
 
 let resources = [];
@@ -22,13 +34,6 @@ let logSource = null;
 let paused = false;
 let held = [];
 let dropped = 0;
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
 
 function formatUptime(seconds) {
   if (seconds === null || seconds === undefined) return "-";
@@ -62,6 +67,9 @@ function renderResources() {
     state.dataset.state = resource.state;
     if (resource.detail) state.title = resource.detail;
     const stateCell = cell(row, "state", state);
+    if (resource.waiting_for) {
+      stateCell.append(element("span", ` for ${resource.waiting_for}`, "hint waiting-for"));
+    }
     if (resource.progress !== null && resource.progress !== undefined) {
       stateCell.append(element("span", ` ${Math.round(resource.progress * 100)}%`, "hint"));
     }
@@ -94,6 +102,7 @@ function renderResources() {
     return row;
   });
   ui.rows.replaceChildren(...rows);
+  renderGraph(ui.graph, resources);
 }
 
 function tickUptimes() {
@@ -131,7 +140,8 @@ function updateLogChoices(names) {
     if (!known.has(name)) ui.logResource.add(new Option(name, name));
   }
   if (!current && names.length) {
-    const wanted = new URLSearchParams(location.hash.slice(1)).get("logs");
+    const hash = new URLSearchParams(location.hash.slice(1));
+    const wanted = hash.get("console") || hash.get("logs");
     const first = resources.length ? resources[0].name : names[0];
     ui.logResource.value = names.includes(wanted) ? wanted : names.includes(first) ? first : names[0];
     followLogs(ui.logResource.value);
@@ -253,10 +263,20 @@ function connectResources() {
 }
 
 ui.logResource.addEventListener("change", () => {
-  history.replaceState(null, "", `#logs=${encodeURIComponent(ui.logResource.value)}`);
+  history.replaceState(null, "", `#console=${encodeURIComponent(ui.logResource.value)}`);
   followLogs(ui.logResource.value);
 });
 ui.search.addEventListener("input", refilter);
 ui.pause.addEventListener("click", () => setPaused(!paused));
 setInterval(tickUptimes, 1000);
 connectResources();
+startRunSelector(ui.runSelect, ui.telemetryStatus);
+const resourceNames = () => resources.map((resource) => resource.name);
+const refresh = startNavigation({
+  resources: { show() {}, hide() {} },
+  traces: tracesPage(resourceNames),
+  trace: tracePage(),
+  metrics: metricsPage(resourceNames),
+  logs: structuredLogsPage(resourceNames),
+});
+onRunChange(refresh);
