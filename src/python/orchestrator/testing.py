@@ -53,6 +53,9 @@ def stack_env(
             "APP_PORT": str(free_port()),
             # Every `up` serves its dashboard: never on the one default port, which tests share.
             "PERSONAPLEX_DASHBOARD_PORT": str(free_port()),
+            # Nor on the OTLP default (4318): tests that run at the same time would take turns
+            # at it, and a persistent container's endpoint would change between two `up`s.
+            "PERSONAPLEX_OTLP_PORT": str(free_port()),
             **(extra or {}),
         }
     )
@@ -68,6 +71,8 @@ def stack_env(
         "MOSHI_BACKEND",
         "MOSHI_BACKEND_PEX",
         "FRONTEND_PEX",
+        "PERSONAPLEX_TELEMETRY",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
     ):
         if extra is None or name not in extra:
             env.pop(name, None)

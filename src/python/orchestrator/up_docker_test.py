@@ -154,8 +154,9 @@ def test_persistent_container_is_reused_then_recreated_when_the_configuration_ch
     # answered the backend's probe from inside the container.
     network = first.attrs["NetworkSettings"]["Networks"][f"{stack.project}-net"]
     gateway = stack.client.networks.get(network["NetworkID"]).attrs["IPAM"]["Config"][0]["Gateway"]
-    assert injected["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{gateway}:4318"
-    assert f"exports spans to http://{gateway}:4318/v1/traces" in first_output
+    receiver = f"http://{gateway}:{stack.env['PERSONAPLEX_OTLP_PORT']}"
+    assert injected["OTEL_EXPORTER_OTLP_ENDPOINT"] == receiver
+    assert f"exports spans to {receiver}/v1/traces" in first_output
 
     second_output, second = _up_and_stop(stack)
     assert second.id == first.id
