@@ -17,7 +17,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from moshi_backend.bench.roundtrip_clients import measure
+from moshi_backend.bench.roundtrip_clients import Arrival, measure
 from moshi_backend.bench.roundtrip_report import (
     FLOOR_COMPARISON,
     TARGET_RATIO,
@@ -93,6 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--ready-timeout", type=float, default=60.0, help="seconds for a server to start")
     add(
+        "--arrival",
+        type=Arrival,
+        choices=list(Arrival),
+        default=Arrival.SPREAD,
+        help=(
+            "spread: the sessions' pages leave evenly over each 80 ms (independent speakers; "
+            "default); burst: all in the same instant (the worst case)"
+        ),
+    )
+    add(
         "--telemetry",
         action="store_true",
         help=(
@@ -118,7 +128,8 @@ async def run(args: argparse.Namespace) -> int:
     print(machine_line())
     print(
         f"per target and session count: {args.slices} run(s) of {len(pages)} frames, first "
-        f"{args.warmup_frames} of each skipped; round trip = 0x01 echo received - Ogg page sent",
+        f"{args.warmup_frames} of each skipped, arrival {args.arrival.value}; "
+        "round trip = 0x01 echo received - Ogg page sent",
         flush=True,
     )
     load_at_start = load_average()
@@ -132,13 +143,23 @@ async def run(args: argparse.Namespace) -> int:
             # First use costs once per process (worker threads, allocator growth, lazy imports);
             # it is not a per-frame cost, so neither target pays it inside the measurement.
             for name in pair:
-                await measure(targets[name], max(args.sessions), warmup_pages, warmup_frames=0)
+                await measure(
+                    targets[name],
+                    max(args.sessions),
+                    warmup_pages,
+                    warmup_frames=0,
+                    arrival=args.arrival,
+                )
         for index, sessions in enumerate(args.sessions):
             order = run_order(index, args.slices, pair)
             parts: dict[str, list[RoundTrips]] = {name: [] for name in pair}
             for name in order:
                 part = await measure(
-                    targets[name], sessions, pages, warmup_frames=args.warmup_frames
+                    targets[name],
+                    sessions,
+                    pages,
+                    warmup_frames=args.warmup_frames,
+                    arrival=args.arrival,
                 )
                 parts[name].append(part)
                 # Progress on stderr: the table on stdout comes only at the end.

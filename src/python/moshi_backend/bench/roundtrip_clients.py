@@ -7,6 +7,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from enum import Enum
 from typing import Any, TypeVar
 
 from moshi_backend.bench.roundtrip_targets import BenchError, Target
@@ -21,6 +22,21 @@ _STALL_TIMEOUT_S = 5.0
 _START_DELAY_S = 0.2
 
 T = TypeVar("T")
+
+
+class Arrival(str, Enum):
+    """When, within a frame period, each session's pages leave."""
+
+    # Independent users speak out of phase: the sessions are spread evenly over the frame.
+    SPREAD = "spread"
+    # The worst case: every session's page leaves in the same instant, so the server has N
+    # frames to answer at once and the last one waits for all the others.
+    BURST = "burst"
+
+    def offsets(self, sessions: int) -> list[float]:
+        if self is Arrival.BURST:
+            return [0.0] * sessions
+        return [FRAME_SECONDS * index / sessions for index in range(sessions)]
 
 
 async def _send_paced(
@@ -84,6 +100,7 @@ async def measure(
     pages: Sequence[bytes],
     *,
     warmup_frames: int,
+    arrival: Arrival = Arrival.SPREAD,
     connect_timeout_s: float = 30.0,
 ) -> RoundTrips:
     """N concurrent conversations, each streaming `pages` in real time; their round trips."""
@@ -93,9 +110,7 @@ async def measure(
             async with asyncio.timeout(connect_timeout_s):
                 clients = await _all([_open(stack, target.chat_url) for _ in range(sessions)])
             start = time.monotonic() + _START_DELAY_S
-            # Independent users speak out of phase; spreading the sessions over the frame
-            # avoids measuring a burst of N pages that land in the same millisecond.
-            starts = [start + FRAME_SECONDS * index / sessions for index in range(sessions)]
+            starts = [start + offset for offset in arrival.offsets(sessions)]
             times = await _all(
                 [_converse(c, pages, at) for c, at in zip(clients, starts, strict=True)]
             )

@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 import numpy as np
 import pytest
 
-from moshi_backend.bench.roundtrip_clients import measure
+from moshi_backend.bench.roundtrip_clients import Arrival, measure
 from moshi_backend.bench.roundtrip_targets import (
     FLOOR,
     SERVER,
@@ -56,3 +56,8 @@ async def test_measures_both_targets_against_real_servers(
             assert 0 < result.p50 <= result.p99
             if sys.platform == "linux":
                 assert result.cpu_seconds is not None and result.cpu_seconds > 0
+
+
+def test_spread_sessions_share_the_frame_period_and_a_burst_starts_them_together() -> None:
+    assert Arrival.SPREAD.offsets(4) == [0.0, FRAME_SECONDS / 4, FRAME_SECONDS / 2, FRAME_SECONDS * 3 / 4]
+    assert Arrival.BURST.offsets(3) == [0.0, 0.0, 0.0]
