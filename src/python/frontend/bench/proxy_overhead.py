@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from moshi_backend.bench.roundtrip_clients import measure
+from moshi_backend.bench.roundtrip_clients import Arrival, measure
 from moshi_backend.bench.roundtrip_report import load_report, machine_line
 from moshi_backend.bench.roundtrip_targets import BenchError, backend_command, served
 from moshi_backend.bench.roundtrip_times import RoundTrips, merged
@@ -65,9 +65,12 @@ async def run(args: argparse.Namespace) -> int:
     ):
         targets = {DIRECT: direct, PROXY: proxy}
         for name in (DIRECT, PROXY):  # warm both paths (Opus start-up, imports, pools)
-            await measure(targets[name], largest, pages[:12], warmup_frames=0)
+            await measure(targets[name], largest, pages[:12], warmup_frames=0, arrival=args.arrival)
         print(machine_line())
-        print(f"{args.slices} run(s) of {len(pages)} frames per path and session count")
+        print(
+            f"{args.slices} run(s) of {len(pages)} frames per path and session count, "
+            f"arrival {args.arrival.value}"
+        )
         header = (
             f"{'sessions':>8}  {'direct p50':>10}  {'direct p99':>10}  {'proxy p50':>9}  "
             f"{'proxy p99':>9}  {'+p50 ms':>9}  {'+p99 ms':>9}  {'target':>6}  "
@@ -82,7 +85,11 @@ async def run(args: argparse.Namespace) -> int:
                 for name in order:
                     parts[name].append(
                         await measure(
-                            targets[name], sessions, pages, warmup_frames=args.warmup_frames
+                            targets[name],
+                            sessions,
+                            pages,
+                            warmup_frames=args.warmup_frames,
+                            arrival=args.arrival,
                         )
                     )
             print(_row(sessions, merged(parts[DIRECT]), merged(parts[PROXY])), flush=True)
@@ -93,11 +100,18 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="proxy_overhead", description=__doc__)
-    parser.add_argument("--sessions", default="1,20", help="comma-separated (default 1,20)")
+    parser.add_argument("--sessions", default="1,10,32", help="comma-separated (default 1,10,32)")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per session")
     parser.add_argument("--slices", type=int, default=2, help="interleaved runs per path")
     parser.add_argument("--warmup-frames", type=int, default=12, help="frames skipped per run")
     parser.add_argument("--ready-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--arrival",
+        type=Arrival,
+        choices=list(Arrival),
+        default=Arrival.SPREAD,
+        help="spread (default): pages spread over each 80 ms; burst: all in the same instant",
+    )
     args = parser.parse_args(argv)
     args.sessions = [int(part) for part in args.sessions.split(",") if part.strip()]
     try:

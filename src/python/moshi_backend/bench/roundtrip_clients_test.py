@@ -59,5 +59,10 @@ async def test_measures_both_targets_against_real_servers(
 
 
 def test_spread_sessions_share_the_frame_period_and_a_burst_starts_them_together() -> None:
-    assert Arrival.SPREAD.offsets(4) == [0.0, FRAME_SECONDS / 4, FRAME_SECONDS / 2, FRAME_SECONDS * 3 / 4]
+    assert Arrival.SPREAD.offsets(4) == [
+        0.0,
+        FRAME_SECONDS / 4,
+        FRAME_SECONDS / 2,
+        FRAME_SECONDS * 3 / 4,
+    ]
     assert Arrival.BURST.offsets(3) == [0.0, 0.0, 0.0]
