@@ -156,7 +156,7 @@ def test_persistent_container_is_reused_then_recreated_when_the_configuration_ch
     gateway = stack.client.networks.get(network["NetworkID"]).attrs["IPAM"]["Config"][0]["Gateway"]
     receiver = f"http://{gateway}:{stack.env['PERSONAPLEX_OTLP_PORT']}"
     assert injected["OTEL_EXPORTER_OTLP_ENDPOINT"] == receiver
-    assert f"exports spans to {receiver}/v1/traces" in first_output
+    assert f"exports traces, metrics and logs to {receiver}" in first_output
 
     second_output, second = _up_and_stop(stack)
     assert second.id == first.id

@@ -91,7 +91,8 @@ def test_up_receives_the_services_telemetry_and_keeps_it(tmp_path: Path) -> None
         # The backend's probe of the receiver was answered (it gives up after 2 s). The
         # frontend's line goes to its own logger, which uvicorn's configuration does not print.
         orchestrator.wait_output(
-            f"telemetry enabled: {events.BACKEND} exports spans to {endpoint}", timeout_s=30
+            f"telemetry enabled: {events.BACKEND} exports traces, metrics and logs to {endpoint}",
+            timeout_s=30,
         )
 
         _converse(env["MOSHI_PORT"])
