@@ -349,6 +349,23 @@ async def test_a_persona_prompt_longer_than_the_heartbeat_keeps_its_client() -> 
     assert waited >= _SlowPromptSession.PROMPT_S - 0.1
 
 
+async def test_audio_sent_during_the_prompt_is_answered_only_after_the_handshake() -> None:
+    # A light-step engine answers on the task that reads; until the handshake is out it must
+    # only keep what it reads (the newest max_pending_frames of it).
+    options = ServerOptions(max_pending_frames=3)
+    async with backend_in_loop(_SlowPromptEngine(), options) as backend:
+        async with ChatClient.connect(backend.chat_url) as client:
+            for page in ogg_pages(tone(0.8)):  # 10 frames while the prompt runs
+                await client.send_audio(page)
+            first = await client.receive(timeout_s=30)
+            assert first.kind is MessageKind.HANDSHAKE
+            kinds = []
+            with pytest.raises(TimeoutError):
+                while True:
+                    kinds.append((await client.receive(timeout_s=2)).kind)
+    assert kinds.count(MessageKind.AUDIO) == 3, kinds
+
+
 async def test_shutdown_tells_live_clients_going_away_at_once() -> None:
     async with backend_in_loop(LoopbackEngine()) as backend:
         async with ChatClient.connect(backend.chat_url) as client:

@@ -66,6 +66,8 @@ class ChatSession:
         self._last_audio = time.monotonic()
         self._label = label
         self._compute_inline = compute_inline
+        # Light steps, once the handshake is out: the receiving task answers what it reads.
+        self._answering = False
         self._decoder = OpusFrameDecoder()
         self._encoder = OpusEncoder()
         # Bounded: when the engine falls behind, the oldest audio goes, so latency cannot grow.
@@ -98,7 +100,13 @@ class ChatSession:
             with self._trace.phase("moshi.frame_loop") as loop_span:
                 try:
                     # Created inside the loop's span: what they log carries its ids.
-                    tasks.append(asyncio.create_task(self._work(), name=f"{self._label}-work"))
+                    if self._compute_inline:
+                        # What came before the handshake first; from then on the receiving
+                        # task answers each message as it reads it.
+                        await self._answer_pending()
+                        self._answering = True
+                    else:
+                        tasks.append(asyncio.create_task(self._work(), name=f"{self._label}-work"))
                     if self._idle_timeout_s or self._max_conversation_s:
                         tasks.append(
                             asyncio.create_task(self._watch(), name=f"{self._label}-watch")
@@ -141,7 +149,10 @@ class ChatSession:
         if self._ws.closed:
             raise ClientGone("socket closed")
         try:
-            await asyncio.wait_for(self._ws.send_bytes(encode(kind, payload)), self._send_timeout_s)
+            # A timeout scope, not wait_for: wait_for wraps the send in a task of its own, a
+            # cost paid on every frame although the send almost never has to wait.
+            async with asyncio.timeout(self._send_timeout_s):
+                await self._ws.send_bytes(encode(kind, payload))
         except (TimeoutError, ConnectionError) as error:
             raise ClientGone(f"send failed: {error!r}") from error
 
@@ -172,6 +183,8 @@ class ChatSession:
                 frames = await asyncio.to_thread(self._decoder.feed, message.payload)
             for frame in frames:
                 self._enqueue(frame)
+            if self._answering:
+                await self._answer_pending()
         elif message.kind not in _IGNORED_FROM_CLIENT:
             raise ProtocolError(f"message kind {message.kind.name} is sent by the server only")
 
@@ -218,7 +231,22 @@ class ChatSession:
         audio = self._encoder.encode(result.pcm) if result.pcm.size else b""
         return result, audio
 
+    async def _answer_pending(self) -> None:
+        """Light steps: the frames of the message just read are answered by the task that read
+        it, as a bare echo does. Handed to a second task instead, each frame would wait for the
+        loop's next turn, and in a burst (N conversations' frames readable at once) every
+        conversation's echo would wait until all N frames had been read and decoded first.
+        Reading and computing take turns on this task, so nothing queues behind a step; the
+        bound on pending frames still cuts a long message to its newest frames."""
+        while self._pending:
+            frame, arrived = self._pending.popleft()
+            started = time.perf_counter()
+            result, audio = self._compute(frame)
+            await self._answered(result, audio, started, arrived)
+
     async def _work(self) -> None:
+        """Model steps: a worker thread computes, while the receiving task keeps reading (and
+        drops the oldest frames when the engine falls behind)."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
@@ -230,15 +258,17 @@ class ChatSession:
                     continue
             frame, arrived = self._pending.popleft()
             started = time.perf_counter()
-            if self._compute_inline:
-                result, audio = self._compute(frame)
-            else:
-                result, audio = await loop.run_in_executor(self._executor, self._compute, frame)
-            seconds = time.perf_counter() - started
-            self._metrics.frame_seconds.observe(seconds)
-            self._trace.frame_done(seconds, late=time.monotonic() - arrived > FRAME_SECONDS)
-            if audio:
-                await self.send(MessageKind.AUDIO, audio)
-                self._metrics.frames_out.inc()
-            for piece in result.text:
-                await self.send(MessageKind.TEXT, piece)
+            result, audio = await loop.run_in_executor(self._executor, self._compute, frame)
+            await self._answered(result, audio, started, arrived)
+
+    async def _answered(
+        self, result: StepResult, audio: bytes, started: float, arrived: float
+    ) -> None:
+        seconds = time.perf_counter() - started
+        self._metrics.frame_seconds.observe(seconds)
+        self._trace.frame_done(seconds, late=time.monotonic() - arrived > FRAME_SECONDS)
+        if audio:
+            await self.send(MessageKind.AUDIO, audio)
+            self._metrics.frames_out.inc()
+        for piece in result.text:
+            await self.send(MessageKind.TEXT, piece)
