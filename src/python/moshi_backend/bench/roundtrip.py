@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     add = parser.add_argument
-    add("--sessions", type=_session_counts, default=[1, 10, 50], help="default 1,10,50")
+    add("--sessions", type=_session_counts, default=[1, 10, 32, 64], help="default 1,10,32,64")
     add("--seconds", type=float, default=10.0, help="audio per session (default 10)")
     add(
         "--slices",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from moshi_backend.bench.roundtrip_targets import FLOOR, SERVER, TELEMETRY_OFF, TELEMETRY_ON
 from moshi_backend.bench.roundtrip_times import RoundTrips
 
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.2
 
 
 @dataclass(frozen=True)
