@@ -67,10 +67,13 @@ async def _browser_to_backend(
             return
         data, text = message.get("bytes"), message.get("text")
         if data is not None:
-            await asyncio.wait_for(backend.send_bytes(data), _SEND_TIMEOUT_S)
+            # Timeout scopes, not wait_for, which wraps every relayed message in a task.
+            async with asyncio.timeout(_SEND_TIMEOUT_S):
+                await backend.send_bytes(data)
             stats.to_backend_bytes += len(data)
         elif text is not None:  # not protocol, but the backend is the one to say so
-            await asyncio.wait_for(backend.send_str(text), _SEND_TIMEOUT_S)
+            async with asyncio.timeout(_SEND_TIMEOUT_S):
+                await backend.send_str(text)
 
 
 async def _backend_to_browser(
@@ -79,10 +82,12 @@ async def _backend_to_browser(
     while True:
         message = await backend.receive()
         if message.type == aiohttp.WSMsgType.BINARY:
-            await asyncio.wait_for(browser.send_bytes(message.data), _SEND_TIMEOUT_S)
+            async with asyncio.timeout(_SEND_TIMEOUT_S):
+                await browser.send_bytes(message.data)
             stats.to_browser_bytes += len(message.data)
         elif message.type == aiohttp.WSMsgType.TEXT:
-            await asyncio.wait_for(browser.send_text(message.data), _SEND_TIMEOUT_S)
+            async with asyncio.timeout(_SEND_TIMEOUT_S):
+                await browser.send_text(message.data)
         else:  # CLOSE, CLOSED, ERROR: the backend ended the conversation
             stats.close_code = backend.close_code or CloseCode.GOING_AWAY
             stats.close_reason = str(message.extra or "") if message.extra else ""
